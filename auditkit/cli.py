@@ -1,0 +1,192 @@
+"""The `auditkit` command: thin wrappers over the package's functions (DESIGN.md §6 exit codes).
+
+0 success / gate passed · 1 gate failed · 2 bad usage or bad input · 3 model refused or unloadable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit trained PyTorch models.")
+zoo_app = typer.Typer(no_args_is_help=True, help="The model zoo: list, inspect and train models.")
+app.add_typer(zoo_app, name="zoo")
+err = Console(stderr=True)
+out = Console()
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_MODEL_REFUSED = 0, 1, 2, 3
+
+
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    from auditkit.card import CardError
+    from auditkit.data import DataError
+    from auditkit.loading import ModelInputError
+    from auditkit.results import ResultsError
+    from auditkit.scan import ScanInputError
+
+    errors: list[type[BaseException]] = [CardError, DataError, ModelInputError, ResultsError, ScanInputError]
+    try:
+        from auditkit.gate import PolicyError
+
+        errors.append(PolicyError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+@contextmanager
+def _exit_codes(debug: bool) -> Iterator[None]:
+    """Map known errors to exit codes with a one-line message; tracebacks only with --debug."""
+    from auditkit.loading import ModelLoadError
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except ModelLoadError as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"[bold red]model refused:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_MODEL_REFUSED) from None
+    except _bad_input_errors() + (FileNotFoundError, KeyError) as exc:
+        if debug:
+            traceback.print_exc()
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted; nothing was written[/]")
+        raise typer.Exit(130) from None
+
+
+def _split(values: Optional[list[str]]) -> list[str] | None:
+    if not values:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+@app.command()
+def scan(
+    model: Path = typer.Argument(..., help="Model file: zoo model.pt, TorchScript, .pt2, state_dict or .safetensors."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data spec (default: the card's dataset), e.g. csv:f.csv?target=y."),
+    card: Optional[Path] = typer.Option(None, "--card", help="Audit card JSON (overrides the embedded one)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture for weights-only files: package.module:Class."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading a pickled whole module (runs its code)."),
+    out_dir: Path = typer.Option(Path("audit-out"), "--out", help="Output folder for results.json and reports."),
+    samples: int = typer.Option(256, "--samples", help="Test samples used by the expensive checks."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    budget: str = typer.Option("standard", "--budget", help="quick | standard | thorough"),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these checks (comma-separated)."),
+    skip: Optional[list[str]] = typer.Option(None, "--skip", help="Skip these checks (comma-separated)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Audit a model: writes OUT/results.json and exits 0 on success."""
+    with _exit_codes(debug):
+        from auditkit.scan import scan as run_scan
+
+        result = run_scan(model, data, card=card, arch=arch, trust_pickle=trust_pickle, out=out_dir,
+                          samples=samples, seed=seed, device=device, budget=budget,  # type: ignore[arg-type]
+                          only=_split(only), skip=_split(skip), progress=not quiet)
+        if not quiet:
+            _print_summary(result, out_dir / "results.json")
+
+
+def _print_summary(result, path: Path) -> None:  # type: ignore[no-untyped-def]
+    table = Table(title=f"audit of {result.provenance.card.get('name') or result.provenance.model_path}")
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("seconds", justify="right")
+    for name, section in result.sections.items():
+        status = section.status if section.status == "ok" else f"{section.status}: {section.reason}"
+        table.add_row(name, status, f"{section.seconds:.1f}")
+    out.print(table)
+    for f in result.findings:
+        colour = {"high": "red", "medium": "yellow", "low": "cyan"}[f.severity]
+        out.print(f"[{colour}]{f.severity}[/] {f.title} — {f.evidence}", highlight=False)
+    out.print(f"results: {path}")
+
+
+@zoo_app.command("list")
+def zoo_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List the zoo models with their committed metrics."""
+    from auditkit.zoo import list_models, model_info
+
+    infos = [model_info(n) for n in list_models()]
+    if as_json:
+        out.print_json(json.dumps(infos))
+        return
+    table = Table(title="auditkit zoo")
+    for col in ("name", "task", "dataset", "trained", "headline metrics"):
+        table.add_column(col)
+    for info in infos:
+        table.add_row(info["name"], info["task"], info["dataset"], "yes" if info["trained"] else "no",
+                      _headline(info["metrics"]))
+    out.print(table)
+
+
+def _headline(metrics: dict) -> str:  # type: ignore[type-arg]
+    keys = ("test_accuracy", "negation_accuracy", "pr_auc", "roc_auc", "confident_fraction", "classes_covered")
+    parts = []
+    for k in keys:
+        if k in metrics:
+            v = metrics[k]
+            parts.append(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}")
+    return ", ".join(parts) or "-"
+
+
+@zoo_app.command("info")
+def zoo_info(name: str, debug: bool = typer.Option(False, "--debug")) -> None:
+    """Show a zoo model's card and metrics."""
+    with _exit_codes(debug):
+        from auditkit.zoo import get_model, model_info
+
+        info = model_info(name)
+        if info["trained"]:
+            _, card = get_model(name)
+            info["card"] = card.model_dump(mode="json")
+            if card.text:
+                info["card"]["text"]["vocab"] = f"<{len(card.text.vocab)} tokens>"
+        out.print_json(json.dumps(info))
+
+
+@zoo_app.command("train")
+def zoo_train(
+    name: str,
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the recipe's epochs."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder (default zoo/NAME)."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/train.ckpt."),
+    quiet: bool = typer.Option(False, "--quiet"),
+    debug: bool = typer.Option(False, "--debug"),
+) -> None:
+    """Train a zoo model from its recipe; writes model.pt and metrics.json (works under torchrun)."""
+    with _exit_codes(debug):
+        from auditkit.zoo.recipes import train_zoo_model
+
+        try:
+            metrics = train_zoo_model(name, out_dir=out_dir, epochs=epochs, device=device, seed=seed,
+                                      progress=not quiet, resume=resume)
+        except ValueError as exc:  # e.g. --device cuda without CUDA
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        if metrics:
+            out.print_json(json.dumps(metrics))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,146 @@
+"""AuditResult: the one versioned JSON document every consumer reads (DESIGN.md §5).
+
+Timing fields (``seconds`` of each section, ``provenance.timings``, ``provenance.started_at``)
+are the only ones allowed to differ between two runs with the same inputs and seed;
+:func:`strip_timings` removes them for comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION = "1.0"
+Severity = Literal["high", "medium", "low"]
+Status = Literal["ok", "skipped", "failed"]
+TIMING_KEYS = ("seconds", "timings", "started_at", "wall_seconds")
+
+
+class ResultsError(ValueError):
+    """A results file is missing, unreadable or of an unknown schema version."""
+
+
+class Finding(BaseModel):
+    """Something a reader must know first."""
+
+    severity: Severity
+    title: str
+    evidence: str
+    section: str
+
+
+class Section(BaseModel):
+    """What one check returned. ``data`` is plain JSON (numbers, strings, lists, dicts)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    status: Status = "ok"
+    reason: str | None = Field(None, description="Why the check was skipped or failed.")
+    seconds: float = 0.0
+    data: dict[str, Any] = Field(default_factory=dict)
+    findings: list[Finding] = Field(default_factory=list)
+
+
+class Provenance(BaseModel):
+    auditkit: str
+    torch: str
+    captum: str | None = None
+    foolbox: str | None = None
+    python: str
+    platform: str
+    model_path: str
+    model_sha256: str
+    model_format: str
+    data_spec: str
+    data_sha256: str
+    card: dict[str, Any]
+    config: dict[str, Any]
+    seed: int
+    device: str
+    started_at: str
+    wall_seconds: float
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+class AuditResult(BaseModel):
+    """A whole audit. ``sections`` are keyed by check name, in the order they ran."""
+
+    schema_version: str = SCHEMA_VERSION
+    provenance: Provenance
+    sections: dict[str, Section] = Field(default_factory=dict)
+    findings: list[Finding] = Field(default_factory=list)
+
+    def section(self, name: str) -> Section | None:
+        return self.sections.get(name)
+
+    def to_json(self) -> str:
+        return json.dumps(to_jsonable(self.model_dump(mode="json")), indent=1, sort_keys=False) + "\n"
+
+    def write(self, path: str | Path) -> Path:
+        """Write atomically (temporary file, then rename)."""
+        from auditkit.loading import atomic_write_bytes
+
+        path = Path(path)
+        text = self.to_json()
+        atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> "AuditResult":
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ResultsError(f"results file {path} does not exist; run `auditkit scan` first") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ResultsError(f"{path} is not a results JSON file: {exc}") from None
+        version = raw.get("schema_version") if isinstance(raw, dict) else None
+        if version is None or str(version).split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+            raise ResultsError(
+                f"{path}: schema_version {version!r} is not supported (this auditkit reads "
+                f"{SCHEMA_VERSION}); re-run the scan with this version"
+            )
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ResultsError(f"{path}: field '{where}': {err['msg']}") from None
+
+
+def to_jsonable(obj: Any, ndigits: int = 6) -> Any:
+    """Plain JSON types from NumPy/torch scalars and arrays; floats rounded to ``ndigits``
+    significant-enough decimals so that JSON is stable; NaN/inf become None."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v, ndigits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v, ndigits) for v in obj]
+    if hasattr(obj, "detach"):  # torch tensor
+        obj = obj.detach().cpu().numpy()
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist(), ndigits)
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer, int)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        if math.isnan(f) or math.isinf(f):
+            return None
+        return round(f, ndigits)
+    return obj
+
+
+def strip_timings(doc: Any) -> Any:
+    """A copy of a results dict without timing fields (for run-to-run comparison)."""
+    if isinstance(doc, dict):
+        return {k: strip_timings(v) for k, v in doc.items() if k not in TIMING_KEYS}
+    if isinstance(doc, list):
+        return [strip_timings(v) for v in doc]
+    return doc

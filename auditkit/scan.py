@@ -1,0 +1,196 @@
+"""Plan the checks for a model's task, run each, build the AuditResult (DESIGN.md §1, §5)."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from auditkit import __version__
+from auditkit.card import AuditCard
+from auditkit.checks import Budget, ScanConfig, ScanContext, all_checks
+from auditkit.data import AuditData, DataError, load_data
+from auditkit.loading import AuditModel, ModelLoadError, load_model
+from auditkit.results import AuditResult, Finding, Provenance, Section
+
+SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+
+
+class ScanInputError(ValueError):
+    """The model, card and data do not fit together (exit code 2). The message says how to fix it."""
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except Exception:
+        return None
+
+
+def validate(model: AuditModel, data: AuditData) -> None:
+    """Refuse data that does not fit the model, and a model whose outputs are unusable.
+
+    Raises :class:`DataError`/:class:`ScanInputError` (bad input, exit 2) or
+    :class:`ModelLoadError` (the model itself is broken, exit 3).
+    """
+    card = model.card
+    if len(data.x_test) == 0:
+        raise DataError(f"data {data.name!r} has no test samples; pass a non-empty dataset")
+    if list(data.input_shape) != list(card.input_shape):
+        raise ScanInputError(
+            f"data samples have shape {data.input_shape} but the model's card expects "
+            f"{card.input_shape}; pass data of the model's input shape (or fix input_shape in the card)"
+        )
+    for split, x in (("test", data.x_test), ("train", data.x_train)):
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            bad = int((~np.isfinite(x)).reshape(len(x), -1).any(1).sum())
+            raise DataError(f"{bad} {split} samples contain NaN or infinite values; clean or drop them")
+    if card.task == "gan":
+        return
+    k = card.num_classes
+    for split, y in (("test", data.y_test), ("train", data.y_train)):
+        if len(y) and (y.min() < 0 or y.max() >= k):
+            raise DataError(
+                f"{split} labels range over {int(y.min())}..{int(y.max())} but the card names {k} "
+                f"classes (0..{k - 1}); fix the labels or the card's class_names"
+            )
+    if card.text is not None:
+        v = len(card.text.vocab)
+        if data.x_test.min() < 0 or data.x_test.max() >= v:
+            raise DataError(
+                f"token ids range over {int(data.x_test.min())}..{int(data.x_test.max())} but the "
+                f"vocabulary has {v} tokens; encode the text with the model's vocabulary"
+            )
+    probe = model.logits(data.x_test[:8])
+    if probe.ndim != 2 or probe.shape[1] != k:
+        raise ScanInputError(
+            f"the model outputs {list(probe.shape[1:])} values per sample but the card names {k} "
+            f"classes; fix class_names in the card or pass the matching model"
+        )
+    if not np.isfinite(probe).all():
+        raise ModelLoadError(
+            "the model returns NaN or infinite logits on the first test samples; "
+            "check its weights (and that it was saved after training)"
+        )
+
+
+def _choose_eval_index(data: AuditData, n: int, seed: int) -> np.ndarray:
+    n_test = len(data.y_test)
+    if n >= n_test:
+        return np.arange(n_test)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_test, size=n, replace=False))
+
+
+def plan(model: AuditModel, config: ScanConfig) -> list[str]:
+    """Names of the checks this scan runs, after --only/--skip."""
+    names = list(all_checks())
+    unknown = [c for c in (config.only or []) + (config.skip or []) if c not in names]
+    if unknown:
+        raise ScanInputError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(names)}")
+    if config.only:
+        names = [n for n in names if n in config.only]
+    if config.skip:
+        names = [n for n in names if n not in config.skip]
+    return names
+
+
+def scan(
+    model: str | Path | AuditModel,
+    data: str | AuditData | None = None,
+    *,
+    card: AuditCard | str | Path | None = None,
+    arch: str | None = None,
+    trust_pickle: bool = False,
+    out: str | Path | None = None,
+    samples: int = 256,
+    seed: int = 0,
+    device: str = "auto",
+    budget: Budget = "standard",
+    only: Iterable[str] | None = None,
+    skip: Iterable[str] | None = None,
+    epsilons: dict[str, list[float]] | None = None,
+    progress: bool = True,
+) -> AuditResult:
+    """Audit ``model`` on ``data`` and return the :class:`AuditResult`.
+
+    ``model`` is a path (any accepted format) or an :class:`AuditModel`; ``data`` a data spec
+    (defaults to the card's ``dataset``) or an :class:`AuditData`. With ``out``, the result is
+    also written atomically to ``out/results.json``.
+    """
+    started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if budget not in ("quick", "standard", "thorough"):
+        raise ScanInputError(f"budget {budget!r} is not one of quick, standard, thorough")
+    if samples < 1:
+        raise ScanInputError("--samples must be at least 1")
+    config = ScanConfig(samples=samples, seed=seed, budget=budget, device=device,
+                        only=list(only) if only else None, skip=list(skip) if skip else None,
+                        epsilons=epsilons)
+    torch.manual_seed(seed)
+    audit_model = model if isinstance(model, AuditModel) else load_model(
+        model, card=card, arch=arch, trust_pickle=trust_pickle, device=device)
+    names = plan(audit_model, config)
+    if isinstance(data, AuditData):
+        audit_data, data_spec = data, data.name
+    else:
+        data_spec = data or audit_model.card.dataset
+        if not data_spec:
+            raise ScanInputError("the card names no dataset; pass --data SPEC (e.g. csv:file.csv?target=label)")
+        audit_data = load_data(data_spec, card=audit_model.card)
+    validate(audit_model, audit_data)
+
+    def track(iterable: Iterable[Any], **kw: Any) -> Iterable[Any]:
+        if not progress:
+            return iterable
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, leave=False, file=sys.stderr, position=1, **kw)
+
+    ctx = ScanContext(model=audit_model, data=audit_data, config=config,
+                      eval_index=_choose_eval_index(audit_data, samples, seed), track=track)
+    checks = all_checks()
+    timings: dict[str, float] = {}
+    findings: list[Finding] = []
+    outer: Iterable[str] = names
+    if progress:
+        from tqdm.auto import tqdm
+
+        outer = tqdm(names, desc="scan", file=sys.stderr, position=0, leave=False)
+    for name in outer:
+        if progress:
+            outer.set_description(f"scan: {name}")  # type: ignore[attr-defined]
+        check = checks[name]()
+        t0 = time.perf_counter()
+        reason = check.skip_reason(ctx)
+        if reason:
+            section = Section(name=name, status="skipped", reason=reason)
+        else:
+            torch.manual_seed(seed)
+            data_out, check_findings = check.run(ctx)
+            section = Section(name=name, data=data_out, findings=check_findings)
+            findings.extend(check_findings)
+        section.seconds = round(time.perf_counter() - t0, 3)
+        timings[name] = section.seconds
+        ctx.sections[name] = section
+    findings.sort(key=lambda f: SEVERITY_ORDER[f.severity])
+    prov = Provenance(
+        auditkit=__version__, torch=torch.__version__, captum=_version("captum"), foolbox=_version("foolbox"),
+        python=platform.python_version(), platform=platform.platform(terse=True),
+        model_path=str(audit_model.path), model_sha256=audit_model.sha256, model_format=audit_model.format,
+        data_spec=str(data_spec), data_sha256=audit_data.sha256(), card=audit_model.card.model_dump(mode="json"),
+        config=config.as_dict(), seed=seed, device=str(audit_model.device), started_at=started_at,
+        wall_seconds=round(time.perf_counter() - started, 3), timings=timings,
+    )
+    result = AuditResult(provenance=prov, sections=ctx.sections, findings=findings)
+    # Round-trip through JSON types so the in-memory result equals what a reader gets back.
+    result = AuditResult.model_validate_json(result.to_json())
+    if out is not None:
+        result.write(Path(out) / "results.json")
+    return result
