@@ -46,8 +46,10 @@ class DigitsCNN(nn.Module):
     """Small CNN for 8x8 grey digits.
 
     Input ``[N, 1, 8, 8]`` float in [0, 1] (normalised inside); output ``[N, num_classes]`` logits.
-    ``features[-3]`` (the last conv) is the Grad-CAM layer.
+    ``gradcam_layer`` (the last conv) is the Grad-CAM layer.
     """
+
+    __jit_unused_properties__ = ["gradcam_layer"]  # keeps the class scriptable
 
     def __init__(self, num_classes: int = 10, width: int = 32, mean: float = 0.3, std: float = 0.35):
         super().__init__()
