@@ -1,0 +1,232 @@
+"""The scan's two explanation checks: ``attributions`` (what the model looks at) and
+``explanation-quality`` (whether those explanations deserve trust), DESIGN.md §7."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from auditkit.checks import Check, ScanContext, register_check
+from auditkit.explain.methods import METHODS, attribute, available_methods, gallery, global_importance
+from auditkit.explain.quality import (
+    deletion_insertion,
+    ig_completeness,
+    infidelity_sensitivity,
+    randomisation_test,
+    tabular_ground_truth,
+    token_ground_truth,
+)
+from auditkit.results import Finding
+
+CLASSIFIERS = ("image-classification", "text-classification", "tabular-classification")
+EXPLAIN_SAMPLES = {"quick": 32, "standard": 64, "thorough": 128}
+RANDOMISATION_SAMPLES = {"quick": 8, "standard": 16, "thorough": 32}
+GALLERY_ITEMS = 8
+
+
+def _explain_inputs(ctx: ScanContext) -> dict[str, Any]:
+    """The samples both checks explain, their targets and the tabular baseline (computed once).
+
+    Targets are the predicted classes, except for tabular models with a positive class, where
+    the positive class's logit is explained on a sample enriched with positives (half of it,
+    when there are enough): on 1.5% fraud, explaining random rows would say little about fraud.
+    """
+    if "explain_inputs" in ctx.cache:
+        return ctx.cache["explain_inputs"]
+    card, data = ctx.model.card, ctx.data
+    n = min(EXPLAIN_SAMPLES[ctx.config.budget], ctx.config.samples, len(data.y_test))
+    rng = ctx.rng("explain")
+    pos = card.positive_index
+    if card.task == "tabular-classification" and pos is not None:
+        positives = np.flatnonzero(data.y_test == pos)
+        negatives = np.flatnonzero(data.y_test != pos)
+        k = min(len(positives), n // 2)
+        idx = np.sort(np.concatenate([rng.choice(positives, k, replace=False),
+                                      rng.choice(negatives, n - k, replace=False)]))
+    else:
+        idx = ctx.eval_index[:n]
+    x = ctx.model.to_input(data.x_test[idx])
+    pred = torch.from_numpy(ctx.test_logits()[idx].argmax(1)).to(ctx.model.device)
+    if card.task == "tabular-classification" and pos is not None:
+        target = torch.full_like(pred, pos)
+    else:
+        target = pred
+    baseline = None
+    if card.task == "tabular-classification":
+        baseline = _tabular_baseline(ctx).to(ctx.model.device).expand_as(x).contiguous()
+    inputs = {"idx": idx, "x": x, "target": target, "pred": pred, "baseline": baseline}
+    ctx.cache["explain_inputs"] = inputs
+    return inputs
+
+
+def _tabular_baseline(ctx: ScanContext) -> torch.Tensor:
+    """Training mean per feature; the most frequent code for categoricals. Shape ``[1, F]``."""
+    x = ctx.data.x_train
+    base = x.mean(0)
+    for i, f in enumerate(ctx.model.card.features or []):
+        if f.kind == "categorical":
+            base[i] = np.bincount(x[:, i].astype(int)).argmax()
+    return torch.from_numpy(base.astype(np.float32))[None]
+
+
+@register_check
+class Attributions(Check):
+    name = "attributions"
+    title = "Attributions"
+    tasks = CLASSIFIERS
+
+    def run(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
+        card, module = ctx.model.card, ctx.model.module
+        inputs = _explain_inputs(ctx)
+        x, target = inputs["x"], inputs["target"]
+        status = available_methods(card, module, ctx.model.eager)
+        attributions: dict[str, torch.Tensor] = {}
+        methods_out: dict[str, Any] = {}
+        for name in ctx.track(list(status), desc="attributions"):
+            reason = status[name]
+            if reason:
+                methods_out[name] = {"status": "skipped", "reason": reason}
+                continue
+            attr = attribute(name, module, x, target, card, baseline=inputs["baseline"], seed=ctx.config.seed)
+            attributions[name] = attr.detach().cpu()
+            methods_out[name] = {"status": "ok", "title": METHODS[name].title,
+                                 "mean_abs": float(attr.abs().mean())}
+        ctx.cache["attributions"] = attributions
+        y = torch.from_numpy(ctx.data.y_test[inputs["idx"]])
+        shown = list(range(min(GALLERY_ITEMS, len(y))))
+        out: dict[str, Any] = {
+            "n_samples": len(inputs["idx"]),
+            "sample_index": inputs["idx"].tolist(),
+            "target": "positive class" if card.task == "tabular-classification" and card.positive_index is not None
+            else "predicted class",
+            "methods": methods_out,
+            "gallery": gallery(attributions, x.cpu(), y, inputs["pred"].cpu(), shown, card, GALLERY_ITEMS),
+        }
+        if card.task == "tabular-classification" and card.features:
+            names = [f.name for f in card.features]
+            out["global_importance"] = {m: global_importance(a, names) for m, a in attributions.items()}
+        if card.task == "text-classification" and card.text:
+            out["token_importance"] = _token_importance(attributions, x.cpu(), card.text.vocab, card.text.pad_id)
+        findings = []
+        skipped = [m for m, r in status.items() if r and card.task in METHODS[m].tasks]
+        if skipped and not ctx.model.eager:
+            findings.append(Finding(severity="low", title="Some attribution methods could not run",
+                                    evidence=f"{', '.join(skipped)} need layer hooks; {ctx.model.format} has none",
+                                    section=self.name))
+        return out, findings
+
+
+def _token_importance(attributions: dict[str, torch.Tensor], x: torch.Tensor, vocab: list[str],
+                      pad_id: int, top: int = 15) -> dict[str, list[dict[str, Any]]]:
+    """Mean |attribution| per vocabulary token over the explained sentences, top ``top`` per method."""
+    out = {}
+    ids = x.numpy().ravel()
+    for name, attr in attributions.items():
+        a = attr.abs().numpy().ravel()
+        keep = ids != pad_id
+        sums = np.bincount(ids[keep], weights=a[keep], minlength=len(vocab))
+        counts = np.bincount(ids[keep], minlength=len(vocab))
+        mean = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+        order = np.argsort(-mean)[:top]
+        out[name] = [{"token": vocab[i], "mean_abs": float(mean[i]), "count": int(counts[i])}
+                     for i in order if counts[i]]
+    return out
+
+
+@register_check
+class ExplanationQuality(Check):
+    name = "explanation-quality"
+    title = "Explanation quality"
+    tasks = CLASSIFIERS
+
+    def run(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
+        card, module, seed = ctx.model.card, ctx.model.module, ctx.config.seed
+        inputs = _explain_inputs(ctx)
+        x, target, baseline = inputs["x"], inputs["target"], inputs["baseline"]
+        attributions = ctx.cache.get("attributions") or {}
+        usable = [m for m, r in available_methods(card, module, ctx.model.eager).items() if r is None]
+        findings: list[Finding] = []
+        out: dict[str, Any] = {}
+
+        if "ig" in usable:
+            comp = ig_completeness(module, x, target, card, baseline=baseline)
+            out["ig_completeness"] = comp
+            if not comp["met"]:
+                findings.append(Finding(
+                    severity="medium", title="Integrated gradients do not add up",
+                    evidence=f"p95 relative completeness error {comp['p95']:.3g} > {comp['tol']} "
+                             f"even at {comp['n_steps']} steps", section=self.name))
+
+        n_rand = min(RANDOMISATION_SAMPLES[ctx.config.budget], len(x))
+        rand_methods = [m for m in ("saliency", "ig", "gradcam", "guided-backprop", "smoothgrad") if m in usable]
+        if rand_methods and ctx.model.eager:
+            rt = randomisation_test(module, x[:n_rand], target[:n_rand], card, rand_methods, seed=seed)
+            out["randomisation"] = rt
+            for m, r in rt["methods"].items():
+                if not r["verdict"].startswith("passes"):
+                    findings.append(Finding(
+                        severity="medium", title=f"{METHODS[m].title} is insensitive to the model's weights",
+                        evidence=f"after randomising every layer: Spearman |ρ| {r['final_spearman_abs']:.2f}, "
+                                 f"signed ρ {r['final_spearman_raw']:.2f} ({r['verdict']})", section=self.name))
+
+        curves = {}
+        for m in ctx.track([m for m in ("ig", "saliency", "occlusion", "gradcam") if m in attributions],
+                           desc="deletion/insertion"):
+            curves[m] = deletion_insertion(module, x, target, attributions[m].to(x.device), card, seed=seed,
+                                           baseline=baseline)
+        out["deletion_insertion"] = curves
+        for m, c in curves.items():
+            if not c["beats_random"]["deletion"] and not c["beats_random"]["insertion"]:
+                findings.append(Finding(
+                    severity="medium", title=f"{METHODS[m].title} ranks features no better than random",
+                    evidence=f"deletion AUC {c['deletion_auc']:.3f} vs random {c['deletion_auc_random']:.3f}; "
+                             f"insertion AUC {c['insertion_auc']:.3f} vs random {c['insertion_auc_random']:.3f}",
+                    section=self.name))
+
+        if card.task != "text-classification":
+            n_inf = min(32, len(x))
+            out["infidelity_sensitivity"] = {
+                m: infidelity_sensitivity(module, x[:n_inf], target[:n_inf], m, card, seed=seed)
+                for m in ("saliency", "ig") if m in usable
+            }
+
+        gt = self._ground_truth(ctx, inputs, attributions)
+        if gt:
+            out["ground_truth"] = gt
+            findings.extend(self._ground_truth_findings(gt))
+        return out, findings
+
+    def _ground_truth(self, ctx: ScanContext, inputs: dict[str, Any],
+                      attributions: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Agreement with the data's known causes (synthetic data only)."""
+        gt = ctx.data.ground_truth
+        card = ctx.model.card
+        result: dict[str, Any] = {}
+        if card.task == "tabular-classification" and "causal_features" in gt and card.features:
+            names = [f.name for f in card.features]
+            for m, attr in attributions.items():
+                importance = dict(zip(names, attr.abs().mean(0).tolist()))
+                result[m] = tabular_ground_truth(importance, gt["causal_features"], gt.get("non_causal_features", []))
+        if card.task == "text-classification" and "token_relevance_test" in gt and card.text:
+            relevance = np.asarray(gt["token_relevance_test"])[inputs["idx"]]
+            tokens = inputs["x"].cpu().numpy()
+            pad = tokens == card.text.pad_id
+            for m, attr in attributions.items():
+                result[m] = token_ground_truth(attr.numpy(), relevance, pad, seed=ctx.config.seed)
+        return result
+
+    def _ground_truth_findings(self, gt: dict[str, Any]) -> list[Finding]:
+        findings = []
+        for m, r in gt.items():
+            if "precision_at_k" in r and r["precision_at_k"] < 0.75:
+                findings.append(Finding(
+                    severity="medium", title=f"{METHODS[m].title} misses known causal features",
+                    evidence=f"precision@{r.get('k')} {r['precision_at_k']:.2f}", section=self.name))
+            if "hit_at_1" in r and r["hit_at_1"] < 0.5:
+                findings.append(Finding(
+                    severity="medium", title=f"{METHODS[m].title} rarely points at the deciding token",
+                    evidence=f"hit@1 {r['hit_at_1']:.2f} (random {r.get('random', {}).get('hit_at_1', float('nan')):.2f})",
+                    section=self.name))
+        return findings
