@@ -149,6 +149,22 @@ class AuditModel:
         return np.concatenate(outs)
 
 
+class ExportedProgramModule(nn.Module):
+    """A ``torch.export`` program as a module: its train/eval behaviour was fixed when it was
+    exported, and its graph module refuses ``.train()``/``.eval()``, so here they only set a flag."""
+
+    def __init__(self, program: nn.Module):
+        super().__init__()
+        self.program = program
+
+    def train(self, mode: bool = True) -> "ExportedProgramModule":
+        self.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.program(x)
+
+
 def sha256_file(path: Path) -> str:
     import hashlib
 
@@ -157,6 +173,20 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _check_dynamic_batch(module: nn.Module, card: AuditCard, path: Path) -> None:
+    """An exported program with a fixed batch size cannot be audited in batches: say so."""
+    dtype = torch.int64 if card.input_dtype == "int64" else torch.float32
+    try:
+        with torch.no_grad():
+            module(torch.zeros([3, *card.input_shape], dtype=dtype))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{path}: the exported program does not accept a batch of 3 samples of shape "
+            f"{card.input_shape} ({str(exc).splitlines()[0]}); export it with a dynamic batch axis: "
+            "torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))"
+        ) from None
 
 
 def _pickle_globals(data: bytes) -> list[str] | None:
@@ -196,7 +226,7 @@ def _describe_pickle(path: Path, names: list[str]) -> str:
     )
 
 
-def _read_card(explicit: AuditCard | str | Path | None, embedded: str | dict | None, path: Path) -> AuditCard:
+def _read_card(explicit: AuditCard | str | Path | None, embedded: str | bytes | dict | None, path: Path) -> AuditCard:
     """Card precedence: explicit argument > embedded in the file > sidecar ``<stem>.card.json``."""
     import json
 
@@ -205,7 +235,10 @@ def _read_card(explicit: AuditCard | str | Path | None, embedded: str | dict | N
     if explicit is not None:
         return AuditCard.read(explicit)
     if embedded:
-        data = json.loads(embedded) if isinstance(embedded, str) else embedded
+        try:
+            data = json.loads(embedded) if isinstance(embedded, (str, bytes)) else embedded
+        except json.JSONDecodeError as exc:
+            raise CardError(f"{path}: the embedded card is not valid JSON: {exc}") from None
         return AuditCard.from_dict(data, source=f"{path} (embedded card)")
     sidecar = path.with_name(path.name.split(".")[0] + ".card.json")
     if sidecar.exists():
@@ -295,12 +328,11 @@ def load_model(
     embedded: str | dict | None = None
 
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorsError
         from safetensors.torch import load_file
 
         try:
             state = load_file(str(path))
-        except (SafetensorsError, Exception) as exc:
+        except Exception as exc:  # safetensors raises its own error types for bad headers
             raise ModelLoadError(f"{path} is not a readable safetensors file: {exc}") from None
         the_card = _read_card(card, None, path)
         module, fmt = _from_state_dict(state, the_card, arch, path), "safetensors"
@@ -316,7 +348,8 @@ def load_model(
             except Exception as exc:
                 raise ModelLoadError(f"{path} is a torch.export archive that failed to load: {exc}") from None
             the_card = _read_card(card, extra.get("card.json") or None, path)
-            module, fmt = program.module(), "export"
+            module, fmt = ExportedProgramModule(program.module()), "export"
+            _check_dynamic_batch(module, the_card, path)
             notes.append("torch.export program: layer hooks unavailable; hook-based methods are skipped")
         elif any("/code/" in n or n.endswith("/constants.pkl") for n in names):
             extra = {"card.json": ""}
