@@ -1,0 +1,179 @@
+"""Shared pieces of the native attacks: the output record, norm-ball projection, input checks.
+
+Written by hand because the native attacks (APGD, Square) work on plain torch tensors and must
+not depend on foolbox's eagerpy wrappers; the operations are the usual per-sample Lp helpers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+NORMS = ("linf", "l2")
+
+
+@dataclass
+class AttackOutput:
+    """What an attack returns for a batch of N samples.
+
+    Attributes:
+        x_adv: ``[N, ...]``, same shape, dtype and device as the input ``x``, within ``eps``
+            of ``x`` (up to floating-point rounding) and inside the bounds. For successful
+            samples the adversarial point; for the others the best point the attack found
+            (highest loss), or ``x`` itself where the attack never ran (already misclassified).
+        success: bool ``[N]``: ``model(x_adv).argmax(1) != y`` (also for targeted attacks:
+            success means misclassified, whatever the class reached).
+        queries: int64 ``[N]`` forward passes spent on each sample by a score-based attack,
+            ``None`` for gradient attacks.
+    """
+
+    x_adv: Tensor
+    success: Tensor
+    queries: Tensor | None = None
+
+
+def check_norm(norm: str) -> str:
+    """Return ``norm`` lower-cased if it is one of ``"linf"``, ``"l2"``; else raise ValueError."""
+    if not isinstance(norm, str) or norm.lower() not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}: use one of {', '.join(NORMS)}")
+    return norm.lower()
+
+
+def norm_of(delta: Tensor, norm: str) -> Tensor:
+    """Per-sample norm of a perturbation.
+
+    Args:
+        delta: ``[N, ...]`` perturbations, in input units.
+        norm: ``"linf"`` or ``"l2"``.
+
+    Returns:
+        ``[N]`` norms (same dtype as ``delta``).
+    """
+    norm = check_norm(norm)
+    flat = delta.reshape(delta.shape[0], -1)
+    if flat.shape[1] == 0:
+        return flat.new_zeros(flat.shape[0])
+    if norm == "linf":
+        return flat.abs().amax(dim=1)
+    return flat.norm(p=2, dim=1)
+
+
+def project(delta: Tensor, norm: str, eps: float) -> Tensor:
+    """Project each sample's perturbation onto the ``norm`` ball of radius ``eps``.
+
+    Args:
+        delta: ``[N, ...]`` perturbations.
+        norm: ``"linf"`` (clamp each coordinate to ``[-eps, eps]``) or ``"l2"`` (rescale the
+            samples whose L2 norm exceeds ``eps`` onto the sphere).
+        eps: radius, ``>= 0``, in input units.
+
+    Returns:
+        ``[N, ...]`` projected perturbations.
+    """
+    norm = check_norm(norm)
+    check_eps(eps)
+    if norm == "linf":
+        return delta.clamp(-eps, eps)
+    n = norm_of(delta, "l2").view(-1, *([1] * (delta.dim() - 1)))
+    # min(1, eps / ||d||); the tiny floor keeps a zero perturbation at zero instead of NaN.
+    factor = torch.clamp(eps / n.clamp_min(1e-12), max=1.0)
+    return delta * factor
+
+
+def check_eps(eps: float) -> float:
+    """Return ``eps`` as a float if it is finite and ``>= 0``; else raise ValueError."""
+    try:
+        value = float(eps)
+    except (TypeError, ValueError):
+        raise ValueError(f"eps must be a number, got {eps!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    return value
+
+
+def check_inputs(x: Tensor, y: Tensor, eps: float, bounds: tuple[float, float]) -> tuple[float, float, float]:
+    """Validate an attack's inputs; return ``(eps, lo, hi)`` as floats.
+
+    Raises ValueError naming the fix when ``x`` is not a floating tensor ``[N, ...]`` inside
+    ``bounds``, ``y`` is not an integer tensor ``[N]``, ``eps`` is negative or ``bounds`` is
+    not an increasing pair.
+    """
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2:
+        raise ValueError("x must be a floating-point tensor of shape [N, ...] (batch first)")
+    if not isinstance(y, Tensor) or y.dtype.is_floating_point or y.dtype == torch.bool:
+        raise ValueError("y must be an integer tensor of class indices, shape [N]")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"y must have shape [N] = [{x.shape[0]}] to match x, got {list(y.shape)}")
+    if y.device != x.device:
+        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
+    eps_f = check_eps(eps)
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds must be a pair (low, high), got {bounds!r}") from None
+    if not lo < hi:
+        raise ValueError(f"bounds must satisfy low < high, got {bounds!r}")
+    if x.numel() and (bool(torch.isnan(x).any()) or x.min().item() < lo or x.max().item() > hi):
+        raise ValueError(
+            f"x has values outside bounds {bounds} (min {x.min().item():.4g}, max {x.max().item():.4g}):"
+            " preprocess the inputs into the model's domain or pass the right bounds"
+        )
+    return eps_f, lo, hi
+
+
+def check_labels(logits: Tensor, y: Tensor) -> None:
+    """Raise ValueError if ``y`` holds class indices outside ``[0, C)`` for ``logits [N, C]``."""
+    if logits.dim() != 2:
+        raise ValueError(f"the model must return logits of shape [N, C], got {list(logits.shape)}")
+    if y.numel() and (y.min().item() < 0 or y.max().item() >= logits.shape[1]):
+        raise ValueError(f"y holds labels outside [0, {logits.shape[1]}): the model has {logits.shape[1]} classes")
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block; restore every submodule's own mode afterwards.
+
+    ``model.train(was_training)`` would not do: it would overwrite submodules that the user had
+    deliberately left in a different mode (e.g. frozen BatchNorm in a training model).
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def is_adversarial(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Whether the model misclassifies each sample.
+
+    Args:
+        model: classifier mapping ``[N, ...]`` to logits ``[N, C]``.
+        x: ``[N, ...]`` inputs.
+        y: ``[N]`` true labels.
+
+    Returns:
+        bool ``[N]``: ``model(x).argmax(1) != y``, from an eval-mode forward without grad.
+    """
+    with torch.no_grad(), eval_mode(model):
+        logits = model(x)
+    check_labels(logits, y)
+    return logits.argmax(dim=1) != y
+
+
+def make_generator(seed: int, device: torch.device) -> torch.Generator:
+    """A private random generator on ``device``, so attacks never touch the global RNG state."""
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int ``>= minimum``; else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
