@@ -124,6 +124,7 @@ class AuditModel:
     sha256: str
     device: torch.device
     notes: list[str] = field(default_factory=list)
+    loaded_in_train_mode: bool = False  # as the file had it; the module itself is put in eval mode
 
     @property
     def eager(self) -> bool:
@@ -375,8 +376,10 @@ def load_model(
         module, the_card, fmt = _load_trusted_pickle(path, card)
     if not isinstance(module, nn.Module):
         raise ModelLoadError(f"{path} does not hold a torch module")
+    was_training = any(m.training for m in module.modules()) if fmt in ("torchscript", "pickle") else False
     module = module.to(dev).eval()
-    return AuditModel(module=module, card=the_card, format=fmt, path=path, sha256=digest, device=dev, notes=notes)
+    return AuditModel(module=module, card=the_card, format=fmt, path=path, sha256=digest, device=dev,
+                      notes=notes, loaded_in_train_mode=was_training)
 
 
 def _load_torch_save(

@@ -363,7 +363,7 @@ RECIPES: dict[str, ZooRecipe] = {
             make_card=_gan_card,
             train=train_gan,
             evaluate=evaluate_gan,
-            config=TrainConfig(epochs=150, batch_size=64, drop_last=True, num_threads=1),
+            config=TrainConfig(epochs=300, batch_size=64, drop_last=True, num_threads=1),
             lr=2e-4,
             depends_on=("cnn-digits",),
             data_note="The digits training split (1,347 images); the test split is held out so that "
