@@ -1,0 +1,446 @@
+"""The AutoAttack-style worst-case ensemble (DESIGN.md §5, §7, §8).
+
+Attacks run in a fixed order. A fixed-eps attack at each eps runs only on the samples that every
+attack so far has left robust at that eps; a min-norm attack runs once on every clean-correct
+sample and covers the whole curve. Each sample keeps per-attack records (success at each eps,
+the smallest perturbation found) and the worst case over attacks: ``min_norm`` (the smallest
+adversarial perturbation any attack found) and ``broken_by``. Every robust-accuracy figure
+follows from the records:
+
+    robust at eps  <=>  clean-correct and no adversarial point of norm <= eps (+ tolerance) found
+
+The per-sample worst case over many diverse attacks, rather than any single attack, is what
+makes the number credible (Croce & Hein 2020). Written by hand: foolbox has no ensemble runner,
+and AutoAttack's own runner neither keeps per-sample records nor takes foolbox attacks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from auditkit.attacks.common import check_norm, eval_mode, norm_of
+from auditkit.attacks.registry import (
+    BUDGET_NAMES,
+    get_attack,
+    is_adversarial_batched,
+    list_attacks,
+    norm_tolerance,
+)
+from auditkit.results import to_jsonable
+from auditkit.stats import wilson_interval
+
+# Attack order per budget and norm. Cheap attacks first, so that the expensive ones only see the
+# samples that survive them; white-box before black-box, so that a black-box success on a sample
+# the white-box attacks left robust is a gradient-masking signal. Names differ per norm where an
+# attack exists for one norm only: FGSM is Linf (FGM is its L2 form), APGD-DLR is used for Linf
+# (as AutoAttack's "rand"/"plus" versions do), Carlini-Wagner and Boundary are L2-only.
+BUDGETS: dict[str, dict[str, list[str]]] = {
+    "quick": {
+        "linf": ["fgsm", "pgd-linf", "fmn-linf"],
+        "l2": ["fgm-l2", "pgd-l2", "fmn-l2"],
+    },
+    "standard": {
+        "linf": ["apgd-ce-linf", "apgd-t-linf", "fmn-linf", "square-linf"],
+        "l2": ["apgd-ce-l2", "apgd-t-l2", "fmn-l2", "square-l2"],
+    },
+    "thorough": {
+        "linf": ["apgd-ce-linf", "apgd-t-linf", "apgd-dlr-linf", "fmn-linf", "square-linf", "hsj-linf"],
+        "l2": ["apgd-ce-l2", "apgd-t-l2", "fmn-l2", "cw-l2", "square-l2", "hsj-l2", "boundary-l2"],
+    },
+}
+
+FINE_POINTS = 50  # points of the fine curve, from 0 to the largest eps
+GALLERY_SIZE = 6
+
+
+def ensemble_attacks(budget: str, norm: str) -> list[str]:
+    """The ordered attack names of ``budget`` for ``norm`` (see ``BUDGETS``)."""
+    norm = check_norm(norm)
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}: use one of {', '.join(BUDGET_NAMES)}")
+    return list(BUDGETS[budget][norm])
+
+
+@dataclass
+class EnsembleResult:
+    """What :func:`run_ensemble` found, per sample and per attack.
+
+    Per-sample arrays have length N (the samples given, in order); ``success`` per attack is
+    int8 ``[N, K]`` over the sorted ``epsilons`` with 1 = adversarial found within eps,
+    0 = attacked and not found, -1 = not run (the sample was already broken at that eps by an
+    earlier attack). Norms are in input units, ``inf`` where nothing was found.
+    """
+
+    norm: str
+    epsilons: list[float]
+    budget: str
+    attacks: list[str]
+    bounds: tuple[float, float]
+    seed: int
+    labels: np.ndarray  # int [N]
+    clean_pred: np.ndarray  # int [N]
+    min_norm: np.ndarray  # float [N]: 0 if misclassified clean, inf if no adversarial found
+    broken_by: list[str | None]  # [N]: attack that found the smallest perturbation
+    success: dict[str, np.ndarray]  # name -> int8 [N, K]
+    attack_norm: dict[str, np.ndarray]  # name -> float [N]: smallest adversarial norm it found
+    per_attack: dict[str, dict[str, Any]]
+    gallery: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def clean_correct(self) -> np.ndarray:
+        return self.clean_pred == self.labels
+
+    @property
+    def tolerance(self) -> float:
+        return norm_tolerance(self.bounds)
+
+    def robust_at(self, eps: float) -> np.ndarray:
+        """bool ``[N]``: clean-correct and no adversarial point of norm <= ``eps`` found."""
+        return self.clean_correct & ~broken_at(self.min_norm, eps, self.tolerance)
+
+    def curve(self, epsilons: Iterable[float] | None = None) -> list[dict[str, Any]]:
+        """Robust accuracy at each eps (default: the grid), with its Wilson 95% CI and n."""
+        grid = self.epsilons if epsilons is None else [float(e) for e in epsilons]
+        return [_point(e, int(self.robust_at(e).sum()), len(self.labels)) for e in grid]
+
+    def fine_curve(self, points: int = FINE_POINTS) -> list[dict[str, Any]]:
+        """The curve on ``points`` evenly spaced eps from 0 to the largest eps (for plots)."""
+        top = max(self.epsilons)
+        return self.curve(np.linspace(0.0, top, points).tolist() if top > 0 else [0.0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON (lists, floats; None for inf/nan and for "not run").
+
+        ``records`` is columnar, one entry per sample in every list: ``index`` (into the x
+        given), ``label``, ``clean_pred``, ``clean_correct``, ``min_norm`` (None: nothing
+        found), ``broken_by`` and ``per_attack[name]`` with ``success_at_eps`` (``[N][K]``:
+        True / False / None where not run because already broken) and ``min_norm`` (``[N]``,
+        the smallest adversarial norm that attack found). ``curve`` / ``fine_curve`` points:
+        ``eps, robust_accuracy, ci_low, ci_high, n, n_robust``.
+        """
+        records = {
+            "index": list(range(len(self.labels))),
+            "label": self.labels,
+            "clean_pred": self.clean_pred,
+            "clean_correct": self.clean_correct,
+            "min_norm": self.min_norm,
+            "broken_by": self.broken_by,
+            "per_attack": {
+                name: {
+                    "success_at_eps": [[None if v < 0 else bool(v) for v in row] for row in self.success[name]],
+                    "min_norm": self.attack_norm[name],
+                }
+                for name in self.attacks
+            },
+        }
+        return to_jsonable({
+            "norm": self.norm,
+            "epsilons": self.epsilons,
+            "budget": self.budget,
+            "bounds": list(self.bounds),
+            "seed": self.seed,
+            "attacks": self.attacks,
+            "tolerance": self.tolerance,
+            "per_attack": self.per_attack,
+            "records": records,
+            "curve": self.curve(),
+            "fine_curve": self.fine_curve(),
+            "gallery": self.gallery,
+        })
+
+
+def broken_at(norms: np.ndarray, eps: float, tol: float) -> np.ndarray:
+    """bool: an adversarial point of norm ``<= eps`` was found (``norms`` inf where none).
+
+    At ``eps > 0`` norms up to ``eps + tol`` count (float rounding of ``x + delta``); at
+    ``eps = 0`` only a zero norm does, i.e. the sample is misclassified as it is."""
+    return norms <= (eps + tol if eps > 0 else 0.0)
+
+
+def _point(eps: float, robust: int, n: int) -> dict[str, Any]:
+    lo, hi = wilson_interval(robust, n)
+    return {"eps": float(eps), "robust_accuracy": robust / n, "ci_low": lo, "ci_high": hi, "n": n, "n_robust": robust}
+
+
+class _CountingModel(nn.Module):
+    """Wraps the model to count per-sample forward and backward passes (cost reporting)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.forwards = 0
+        self.backwards = 0
+
+    def _count_backward(self, n: int) -> None:
+        self.backwards += n
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)
+        n = int(x.shape[0])
+        self.forwards += n
+        if out.requires_grad:
+            out.register_hook(lambda _grad: self._count_backward(n))
+        return out
+
+
+def _check_epsilons(epsilons: Iterable[float]) -> list[float]:
+    try:
+        values = [float(e) for e in epsilons]
+    except (TypeError, ValueError):
+        raise ValueError(f"epsilons must be a list of numbers, got {epsilons!r}") from None
+    if not values:
+        raise ValueError("epsilons is empty: pass at least one eps, e.g. [0.0, 0.05, 0.1]")
+    bad = [e for e in values if not (e >= 0 and np.isfinite(e))]
+    if bad:
+        raise ValueError(f"epsilons must be finite and >= 0, got {bad[0]!r}")
+    return sorted(set(values))
+
+
+def resolve_attacks(attacks: list[str] | None, norm: str, budget: str) -> list[str]:
+    """The attack names to run: ``attacks`` if given (checked), else the budget's list."""
+    if attacks is None:
+        return ensemble_attacks(budget, norm)
+    if isinstance(attacks, str) or not attacks:
+        raise ValueError("attacks must be a non-empty list of attack names (or None for the budget's list)")
+    names = []
+    for name in attacks:
+        spec = get_attack(name)  # UnknownAttackError lists the registered names
+        if spec.norm != norm:
+            raise ValueError(
+                f"attack {name!r} is an {spec.norm} attack but norm={norm!r}; "
+                f"{norm} attacks: {', '.join(list_attacks(norm=norm))}"
+            )
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _as_tensors(model: nn.Module, x: Any, y: Any) -> tuple[Tensor, Tensor]:
+    x = torch.as_tensor(x)
+    y = torch.as_tensor(y)
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError(f"x is empty or has no batch dimension (shape {list(x.shape)}): pass [N, ...] with N >= 1")
+    if not x.is_floating_point():
+        raise ValueError(f"x must hold floating-point inputs, got {x.dtype}")
+    if y.dtype.is_floating_point or y.dtype == torch.bool or y.shape != (x.shape[0],):
+        raise ValueError(f"y must be integer class labels of shape [{x.shape[0]}], got {y.dtype} {list(y.shape)}")
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else x.device
+    return x.detach().to(device), y.to(device=device, dtype=torch.int64)
+
+
+def run_ensemble(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    norm: str,
+    epsilons: list[float],
+    budget: str = "standard",
+    bounds: tuple[float, float] = (0.0, 1.0),
+    seed: int = 0,
+    batch_size: int = 256,
+    attacks: list[str] | None = None,
+    track: Callable[..., Iterable[Any]] = lambda it, **kw: it,
+) -> EnsembleResult:
+    """Run the worst-case ensemble on ``x`` and keep per-sample records.
+
+    Args:
+        model: classifier mapping ``[N, ...]`` inputs to logits ``[N, C]`` (an ``AuditModel``
+            is accepted too: its module is used). It runs in eval mode; its modes are restored.
+        x: ``[N, ...]`` float inputs inside ``bounds`` (N >= 1).
+        y: ``[N]`` integer labels.
+        norm: ``"linf"`` or ``"l2"``.
+        epsilons: radii in input units (>= 0); sorted and de-duplicated in the result.
+        budget: ``"quick"``, ``"standard"`` or ``"thorough"``: which attacks (``BUDGETS``) and
+            their iteration/query settings (``AttackSpec.budgets``).
+        bounds: valid input range ``(low, high)``.
+        seed: seed of every attack's randomness; same inputs and seed, same records.
+        batch_size: samples per attack batch (memory bound).
+        attacks: explicit ordered attack names instead of the budget's list (all of ``norm``).
+        track: progress wrapper ``track(iterable, desc=..., total=...)`` (tqdm-like).
+
+    Returns:
+        EnsembleResult; ``.to_dict()`` is the JSON section (DESIGN.md §5).
+    """
+    module = model if isinstance(model, nn.Module) else getattr(model, "module", None)
+    if not isinstance(module, nn.Module):
+        raise ValueError("model must be a torch nn.Module (or an AuditModel)")
+    norm = check_norm(norm)
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}: use one of {', '.join(BUDGET_NAMES)}")
+    eps = _check_epsilons(epsilons)
+    names = resolve_attacks(attacks, norm, budget)
+    x, y = _as_tensors(module, x, y)
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds must be a pair (low, high), got {bounds!r}") from None
+    if not lo < hi:
+        raise ValueError(f"bounds must satisfy low < high, got {bounds!r}")
+    if x.min().item() < lo or x.max().item() > hi or bool(torch.isnan(x).any()):
+        raise ValueError(
+            f"x has values outside bounds {(lo, hi)} (min {x.min().item():.4g}, max {x.max().item():.4g}): "
+            "pass inputs in the model's domain or the right bounds"
+        )
+    tol = norm_tolerance((lo, hi))
+    n, k_eps = len(x), len(eps)
+    run_kw: dict[str, Any] = {"budget": budget, "batch_size": batch_size}
+
+    with eval_mode(module):
+        counter = _CountingModel(module).eval()
+        with torch.no_grad():
+            clean_pred = torch.cat([
+                module(x[s : s + batch_size]).argmax(1) for s in range(0, n, batch_size)
+            ]).cpu().numpy()
+        labels = y.cpu().numpy()
+        correct = clean_pred == labels
+        best = np.where(correct, np.inf, 0.0)
+        best_by: list[str | None] = [None] * n
+        best_x = x.clone()  # the smallest adversarial point per sample (for the gallery)
+        success: dict[str, np.ndarray] = {}
+        attack_norm: dict[str, np.ndarray] = {}
+        per_attack: dict[str, dict[str, Any]] = {}
+
+        def improve(rows: np.ndarray, norms: np.ndarray, points: Tensor, name: str) -> None:
+            """Fold an attack's adversarial points (``rows`` of x) into the worst case."""
+            better = norms < best[rows]
+            for r, v in zip(rows[better], norms[better]):
+                best[r] = v
+                best_by[r] = name
+            best_x[torch.as_tensor(rows[better], device=x.device)] = points[torch.as_tensor(better, device=x.device)]
+
+        for name in track(names, desc=f"attacks ({norm})", total=len(names)):
+            spec = get_attack(name)
+            succ = np.full((n, k_eps), -1, np.int8)
+            succ[~correct] = 1  # misclassified as is: every attack "succeeds" with no perturbation
+            own = np.where(correct, np.inf, 0.0)
+            attacked = np.zeros(n, bool)
+            n_at_eps = [0] * k_eps
+            queries: int | None = None
+            counter.forwards = counter.backwards = 0
+            start = time.perf_counter()
+            if spec.kind == "min-norm":
+                rows = np.flatnonzero(correct)
+                if rows.size:
+                    idx = torch.as_tensor(rows, device=x.device)
+                    out = spec.run(counter, x[idx], y[idx], None, (lo, hi), seed, **run_kw)[0]
+                    ok = out.success.cpu().numpy()
+                    norms = norm_of(out.x_adv - x[idx], norm).double().cpu().numpy()
+                    own[rows[ok]] = norms[ok]
+                    improve(rows[ok], norms[ok], out.x_adv[torch.as_tensor(ok, device=x.device)], name)
+                    attacked[rows] = True
+                    queries = _sum_queries(out.queries, queries)
+                for k, e in enumerate(eps):
+                    succ[correct, k] = broken_at(own[correct], e, tol)
+                    n_at_eps[k] = int(rows.size)
+            else:
+                for k, e in enumerate(eps):
+                    # Broken at a smaller eps by this attack: its point lies within eps too.
+                    succ[correct & broken_at(own, e, tol), k] = 1
+                    rows = np.flatnonzero(correct & ~broken_at(best, e, tol))
+                    if rows.size == 0:
+                        continue
+                    if e == 0:  # no perturbation: nothing to attack, the sample stays robust
+                        succ[rows, k] = 0
+                        continue
+                    idx = torch.as_tensor(rows, device=x.device)
+                    out = spec.run(counter, x[idx], y[idx], [e], (lo, hi), seed, **run_kw)[0]
+                    ok = out.success.cpu().numpy()
+                    # The point lies in the eps-ball (checked by the registry up to rounding).
+                    norms = np.minimum(norm_of(out.x_adv - x[idx], norm).double().cpu().numpy(), e)
+                    succ[rows, k] = ok
+                    own[rows[ok]] = np.minimum(own[rows[ok]], norms[ok])
+                    improve(rows[ok], norms[ok], out.x_adv[torch.as_tensor(ok, device=x.device)], name)
+                    attacked[rows] = True
+                    n_at_eps[k] = int(rows.size)
+                    queries = _sum_queries(out.queries, queries)
+            seconds = time.perf_counter() - start
+            success[name], attack_norm[name] = succ, own
+            known = [bool((succ[correct, k] >= 0).all()) for k in range(k_eps)]
+            per_attack[name] = {
+                "kind": spec.kind,
+                "family": spec.family,
+                "norm": spec.norm,
+                "source": spec.source,
+                "settings": spec.settings(budget),
+                # This attack's own robust accuracy where it is known (it ran on, or carried a
+                # point for, every clean-correct sample at that eps), else None.
+                "robust_accuracy": [
+                    float((correct & (succ[:, k] == 0)).sum() / n) if known[k] else None for k in range(k_eps)
+                ],
+                # The ensemble's robust accuracy after this attack (AutoAttack's running figure).
+                "cumulative_robust_accuracy": [
+                    float((correct & ~broken_at(best, e, tol)).sum() / n) for e in eps
+                ],
+                "seconds": seconds,
+                "n_attacked": int(attacked.sum()),
+                "n_attacked_at_eps": n_at_eps,
+                "forward_passes": counter.forwards,
+                "backward_passes": counter.backwards,
+                "queries": queries,
+            }
+        for name in names:
+            per_attack[name]["n_smallest"] = sum(1 for b in best_by if b == name)
+        gallery = _gallery(module, x, best_x, labels, clean_pred, best, best_by, eps, tol)
+
+    return EnsembleResult(
+        norm=norm, epsilons=eps, budget=budget, attacks=names, bounds=(lo, hi), seed=seed,
+        labels=labels, clean_pred=clean_pred, min_norm=best, broken_by=best_by,
+        success=success, attack_norm=attack_norm, per_attack=per_attack, gallery=gallery,
+    )
+
+
+def _sum_queries(q: Tensor | None, total: int | None) -> int | None:
+    if q is None:
+        return total
+    return (total or 0) + int(q.sum().item())
+
+
+def _gallery(
+    model: nn.Module, x: Tensor, best_x: Tensor, labels: np.ndarray, clean_pred: np.ndarray,
+    best: np.ndarray, best_by: list[str | None], eps: list[float], tol: float,
+) -> list[dict[str, Any]]:
+    """Up to ``GALLERY_SIZE`` clean-correct samples broken within the eps grid, distinct labels
+    first (then by index): clean input, adversarial input, perturbation, rounded to 4 places."""
+    correct = clean_pred == labels
+    cands = [i for i in range(len(labels)) if correct[i] and broken_at(best[i : i + 1], max(eps), tol)[0]]
+    chosen: list[int] = []
+    seen: set[int] = set()
+    for i in cands:
+        if len(chosen) < GALLERY_SIZE and int(labels[i]) not in seen:
+            chosen.append(i)
+            seen.add(int(labels[i]))
+    for i in cands:
+        if len(chosen) < GALLERY_SIZE and i not in chosen:
+            chosen.append(i)
+    chosen.sort()
+    if not chosen:
+        return []
+    idx = torch.as_tensor(chosen, device=x.device)
+    with torch.no_grad():
+        adv_pred = model(best_x[idx]).argmax(1).cpu().numpy()
+    items = []
+    for j, i in enumerate(chosen):
+        e_grid = next(e for e in eps if broken_at(best[i : i + 1], e, tol)[0])
+        clean, adv = x[i].cpu().numpy(), best_x[i].cpu().numpy()
+        items.append({
+            "index": i,
+            "label": int(labels[i]),
+            "clean_pred": int(clean_pred[i]),
+            "adv_pred": int(adv_pred[j]),
+            "eps": e_grid,
+            "norm": float(best[i]),
+            "attack": best_by[i],
+            "shape": list(clean.shape),
+            "clean": np.round(clean, 4).tolist(),
+            "adversarial": np.round(adv, 4).tolist(),
+            "perturbation": np.round(adv - clean, 4).tolist(),
+        })
+    return items
