@@ -33,6 +33,7 @@ class ScanConfig:
     skip: list[str] | None = None
     epsilons: dict[str, list[float]] | None = None
     batch_size: int = 256
+    defenses: list[str] | None = None  # names of registered defenses to evaluate (--defense)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -104,7 +105,7 @@ def all_checks() -> dict[str, type[Check]]:
     import auditkit.performance  # noqa: F401  (registers)
 
     for mod in ("auditkit.explain.check", "auditkit.generative.check", "auditkit.attacks.check",
-                "auditkit.baselines.check"):
+                "auditkit.defenses.check", "auditkit.baselines.check"):
         try:
             __import__(mod)
         except ModuleNotFoundError as exc:

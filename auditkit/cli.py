@@ -87,6 +87,7 @@ def scan(
     budget: str = typer.Option("standard", "--budget", help="quick | standard | thorough"),
     only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these checks (comma-separated)."),
     skip: Optional[list[str]] = typer.Option(None, "--skip", help="Skip these checks (comma-separated)."),
+    defense: Optional[list[str]] = typer.Option(None, "--defense", help="Evaluate these defenses (comma-separated)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
@@ -96,7 +97,8 @@ def scan(
 
         result = run_scan(model, data, card=card, arch=arch, trust_pickle=trust_pickle, out=out_dir,
                           samples=samples, seed=seed, device=device, budget=budget,  # type: ignore[arg-type]
-                          only=_split(only), skip=_split(skip), progress=not quiet)
+                          only=_split(only), skip=_split(skip), defenses=_split(defense),
+                          progress=not quiet)
         if not quiet:
             _print_summary(result, out_dir / "results.json")
 

@@ -116,6 +116,7 @@ def scan(
     only: Iterable[str] | None = None,
     skip: Iterable[str] | None = None,
     epsilons: dict[str, list[float]] | None = None,
+    defenses: Iterable[str] | None = None,
     progress: bool = True,
 ) -> AuditResult:
     """Audit ``model`` on ``data`` and return the :class:`AuditResult`.
@@ -132,7 +133,7 @@ def scan(
         raise ScanInputError("--samples must be at least 1")
     config = ScanConfig(samples=samples, seed=seed, budget=budget, device=device,
                         only=list(only) if only else None, skip=list(skip) if skip else None,
-                        epsilons=epsilons)
+                        epsilons=epsilons, defenses=list(defenses) if defenses else None)
     torch.manual_seed(seed)
     audit_model = model if isinstance(model, AuditModel) else load_model(
         model, card=card, arch=arch, trust_pickle=trust_pickle, device=device)
