@@ -1,0 +1,853 @@
+"""The CI gate: a policy of thresholds, a paired regression test against a baseline, and the
+gradient-masking flag, applied to an :class:`~auditkit.results.AuditResult` (DESIGN.md §1, §6).
+
+The gate reads results only; it never recomputes an audit figure. It returns a
+:class:`GateDecision`; the CLI maps ``passed`` to exit code 0, a failure to 1, and a
+:class:`PolicyError` or :class:`~auditkit.results.ResultsError` to 2.
+
+Policy file
+===========
+
+``auditkit.toml`` (a ``[gate]`` table) or ``pyproject.toml`` (the same under
+``[tool.auditkit.gate]``). Every key is optional::
+
+    [gate]
+    min_clean_accuracy = 0.95           # sections.performance.data.accuracy.value >= 0.95
+    max_ece = 0.1                       # sections.performance.data.calibration.ece <= 0.1
+    min_pr_auc = 0.3                    # sections.performance.data.pr_auc.value >= 0.3
+    min_roc_auc = 0.9                   # sections.performance.data.roc_auc.value >= 0.9
+    max_ig_completeness_p95 = 0.02      # sections.explanation-quality.data.ig_completeness.p95 <= 0.02
+    fail_on_gradient_masking = true     # default true
+
+    [[gate.robust_accuracy]]            # minimum robust accuracy at an eps (from the curve)
+    norm = "linf"                       # "linf" or "l2"
+    eps = 0.1
+    min = 0.2
+    # name = "..."                      # optional; default "min robust accuracy linf eps=0.1"
+
+    [[gate.rule]]                       # any number by dotted path into results.json
+    name = "fraud pr-auc"
+    metric = "sections.performance.data.pr_auc.value"
+    min = 0.3                           # exactly one of min / max
+
+    [gate.regression]                   # used when a baseline results.json is given
+    max_accuracy_drop = 0.01            # absolute accuracy (0.01 = one point); default 0
+    max_robust_accuracy_drop = 0.02     # default 0
+    confidence = 0.95                   # of the one-sided paired test; default 0.95
+
+    [gate.models."cnn-digits"]          # for results whose card name is "cnn-digits"
+    min_clean_accuracy = 0.97           # any key above; a rule of the same name is replaced
+    [[gate.models."cnn-digits".robust_accuracy]]
+    norm = "linf"
+    eps = 0.1
+    min = 0.5
+
+Rule names: a shorthand rule is named by its key (``min_clean_accuracy``), a robust-accuracy
+rule by its ``name`` or ``min robust accuracy NORM eps=EPS``, a ``[[gate.rule]]`` by its
+``name``. A model section's rule replaces the global rule of the same name and adds the others;
+its ``regression`` keys and ``fail_on_gradient_masking`` override the global ones.
+
+A metric path may end at a ``{"value", "ci_low", "ci_high", "n"}`` object (its ``value`` is
+read); list items are addressed by index (``...per_class.1.recall``).
+
+Decisions
+=========
+
+- A threshold rule whose metric is absent fails, saying which check must run, or that the
+  section was skipped and why: a gate never passes on missing evidence.
+- A robust-accuracy rule reads the curve point at ``eps`` (within 1e-9); otherwise the
+  ``fine_curve`` point at the smallest eps >= the asked one. Robust accuracy only falls as eps
+  grows, so that point never overstates robustness at the asked eps (conservative).
+- Regression (baseline given): both results must come from the same data (``data_sha256``),
+  the same test samples and, for robustness, the same sample indices and attacks, else
+  :class:`BaselineError`. Clean accuracy and robust accuracy at each gated eps are compared per
+  sample with an exact McNemar test; a rule fails only when the drop exceeds the tolerance AND
+  the one-sided test (in the direction of a drop) is significant at ``confidence``, so that a
+  few samples flipping both ways do not fail the build.
+- Gradient masking: with ``fail_on_gradient_masking``, a robustness section whose masking
+  checks are ``suspected`` or include a ``fail`` fails the gate, listing the evidence.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from scipy import stats as sps
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from auditkit.results import AuditResult, ResultsError
+from auditkit.stats import mcnemar_exact
+
+Op = Literal[">=", "<="]
+Kind = Literal["threshold", "regression", "masking"]
+
+# key -> (dotted metric path, operator, what it is called in messages)
+SHORTHANDS: dict[str, tuple[str, Op, str]] = {
+    "min_clean_accuracy": ("sections.performance.data.accuracy.value", ">=", "clean accuracy"),
+    "max_ece": ("sections.performance.data.calibration.ece", "<=", "expected calibration error"),
+    "min_pr_auc": ("sections.performance.data.pr_auc.value", ">=", "PR-AUC"),
+    "min_roc_auc": ("sections.performance.data.roc_auc.value", ">=", "ROC-AUC"),
+    "max_ig_completeness_p95": ("sections.explanation-quality.data.ig_completeness.p95", "<=",
+                                "IG completeness error (p95)"),
+}
+# Shorthands whose metric is a proportion or a score in [0, 1].
+_UNIT_INTERVAL = {"min_clean_accuracy", "max_ece", "min_pr_auc", "min_roc_auc"}
+NORMS = ("linf", "l2")
+GATE_KEYS = (*SHORTHANDS, "fail_on_gradient_masking", "robust_accuracy", "rule", "regression", "models")
+REGRESSION_KEYS = ("max_accuracy_drop", "max_robust_accuracy_drop", "confidence")
+ROBUST_KEYS = ("norm", "eps", "min", "name")
+RULE_KEYS = ("name", "metric", "min", "max")
+RESULT_ROOTS = ("sections", "provenance", "findings", "schema_version")
+EPS_MATCH = 1e-9
+
+
+class PolicyError(ValueError):
+    """A policy file is missing or malformed; the message names the file, the line and the fix."""
+
+
+class BaselineError(ResultsError):
+    """A baseline cannot be compared with the current results (different data, samples or
+    attacks, or it lacks what the comparison needs)."""
+
+
+# --------------------------------------------------------------------------------- policy
+@dataclass
+class Rule:
+    """``metric op threshold`` over results. Robust-accuracy rules also carry ``norm``/``eps``
+    and read the robustness curve rather than ``metric`` alone."""
+
+    name: str
+    metric: str
+    op: Op
+    threshold: float
+    label: str = ""  # what the metric is called in messages (default: the metric path)
+    norm: str | None = None
+    eps: float | None = None
+
+
+@dataclass
+class RegressionPolicy:
+    """Tolerances (absolute accuracy, 0.01 = one point) and the paired test's confidence."""
+
+    max_accuracy_drop: float = 0.0
+    max_robust_accuracy_drop: float = 0.0
+    confidence: float = 0.95
+
+
+@dataclass
+class ModelOverrides:
+    """What a ``[gate.models."NAME"]`` table sets; ``None`` / empty means "as the global policy"."""
+
+    rules: list[Rule] = field(default_factory=list)
+    regression: dict[str, float] = field(default_factory=dict)
+    fail_on_masking: bool | None = None
+
+
+@dataclass
+class Policy:
+    """A whole gate policy. ``models`` hold per-model overrides keyed by the card's ``name``;
+    :meth:`for_model` applies them. ``model`` names the section applied, if any."""
+
+    rules: list[Rule] = field(default_factory=list)
+    regression: RegressionPolicy | None = None
+    fail_on_masking: bool = True
+    source: str = "default policy (no policy file found)"
+    models: dict[str, ModelOverrides] = field(default_factory=dict)
+    model: str | None = None
+
+    def for_model(self, name: str | None) -> "Policy":
+        """This policy with the ``[gate.models."name"]`` overrides applied (itself if none)."""
+        over = self.models.get(name) if name else None
+        if over is None:
+            return self
+        rules = list(self.rules)
+        for rule in over.rules:
+            same = [i for i, r in enumerate(rules) if r.name == rule.name]
+            if same:
+                rules[same[0]] = rule
+            else:
+                rules.append(rule)
+        regression = self.regression
+        if over.regression:
+            regression = replace(regression or RegressionPolicy(), **over.regression)
+        masking = self.fail_on_masking if over.fail_on_masking is None else over.fail_on_masking
+        return Policy(rules=rules, regression=regression, fail_on_masking=masking, source=self.source,
+                      models=self.models, model=name)
+
+
+class _Lines:
+    """Finds the line of a table or key in the policy text, for error messages (tomllib reports
+    lines only for syntax errors)."""
+
+    _HEADER = re.compile(r"^\s*(\[\[|\[)\s*([^\[\]]+?)\s*(\]\]|\])\s*(#.*)?$")
+    _TOKEN = re.compile(r'"([^"]*)"|\'([^\']*)\'|([A-Za-z0-9_-]+)')
+
+    def __init__(self, text: str, prefix: tuple[str, ...]) -> None:
+        self.lines = text.splitlines()
+        self.prefix = prefix
+        self.headers: list[tuple[int, tuple[str, ...], bool]] = []
+        for i, line in enumerate(self.lines):
+            m = self._HEADER.match(line)
+            if m:
+                parts = tuple(a or b or c for a, b, c in self._TOKEN.findall(m.group(2)))
+                self.headers.append((i, parts, m.group(1) == "[["))
+
+    def find(self, table: tuple[str, ...], key: str | None = None, index: int | None = None) -> int | None:
+        """1-based line of ``key`` in ``table`` (relative to the gate table; ``index``-th entry of
+        an array of tables), else of the table's header, else of ``key`` anywhere."""
+        full = self.prefix + table
+        matches = [(i, k) for k, (i, parts, is_array) in enumerate(self.headers)
+                   if parts == full and (index is None or is_array)]
+        if index is not None:
+            matches = matches[index : index + 1]
+        key_re = re.compile(rf"(^|[{{,\s])(\"{re.escape(key)}\"|'{re.escape(key)}'|{re.escape(key)})\s*=") if key else None
+        if matches:
+            start, k = matches[0]
+            end = self.headers[k + 1][0] if k + 1 < len(self.headers) else len(self.lines)
+            if key_re is not None:
+                for i in range(start + 1, end):
+                    if key_re.search(self.lines[i].split("#")[0]):
+                        return i + 1
+            return start + 1
+        if key_re is not None:
+            for i, line in enumerate(self.lines):
+                if key_re.search(line.split("#")[0]):
+                    return i + 1
+        return None
+
+
+class _Parser:
+    """Turns the gate table into a :class:`Policy`, with line-numbered errors."""
+
+    def __init__(self, path: Path, text: str, prefix: tuple[str, ...]) -> None:
+        self.path = path
+        self.lines = _Lines(text, prefix)
+        self.prefix = prefix
+
+    def table_name(self, table: tuple[str, ...]) -> str:
+        return ".".join(_quote(p) for p in self.prefix + table)
+
+    def error(self, table: tuple[str, ...], key: str | None, message: str, index: int | None = None) -> PolicyError:
+        line = self.lines.find(table, key, index)
+        where = f"{self.path}, line {line}" if line else str(self.path)
+        return PolicyError(f"{where}: {message}")
+
+    def unknown_keys(self, body: dict[str, Any], allowed: tuple[str, ...], table: tuple[str, ...],
+                     index: int | None = None) -> None:
+        for key in body:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise self.error(table, key, f"unknown key '{key}' in [{self.table_name(table)}]; {hint}"
+                                             f"allowed keys: {', '.join(allowed)}", index)
+
+    def number(self, value: Any, table: tuple[str, ...], key: str, lo: float | None = None,
+               hi: float | None = None, index: int | None = None, open_interval: bool = False) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            try:
+                example = f"{float(value):g}" if isinstance(value, str) else "0.1"
+            except ValueError:
+                example = "0.1"
+            raise self.error(table, key, f"'{key}' must be a number, got {type(value).__name__} {value!r}; "
+                                         f"write a bare number, e.g. {key} = {example}", index)
+        value = float(value)
+        bad_lo = lo is not None and (value <= lo if open_interval else value < lo)
+        bad_hi = hi is not None and (value >= hi if open_interval else value > hi)
+        if bad_lo or bad_hi:
+            span = f"({lo:g}, {hi:g})" if open_interval else f"[{lo:g}, {hi:g}]" if hi is not None else f">= {lo:g}"
+            raise self.error(table, key, f"'{key}' = {value:g} is out of range; it must be in {span}", index)
+        return value
+
+    def string(self, value: Any, table: tuple[str, ...], key: str, index: int | None = None) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(table, key, f"'{key}' must be a non-empty string, got {value!r}", index)
+        return value
+
+    def entries(self, value: Any, table: tuple[str, ...], key: str) -> list[dict[str, Any]]:
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.error(table, key, f"'{key}' must be an array of tables: write each entry under "
+                                         f"[[{self.table_name(table + (key,))}]]")
+        return value
+
+    def gate(self, body: Any, table: tuple[str, ...] = (), top: bool = True) -> tuple[list[Rule], dict[str, float], bool | None, dict[str, ModelOverrides]]:
+        if not isinstance(body, dict):
+            raise self.error(table, None, f"[{self.table_name(table)}] must be a table")
+        allowed = GATE_KEYS if top else tuple(k for k in GATE_KEYS if k != "models")
+        self.unknown_keys(body, allowed, table)
+        rules: list[Rule] = []
+        for key, (metric, op, label) in SHORTHANDS.items():
+            if key in body:
+                hi = 1.0 if key in _UNIT_INTERVAL else None
+                rules.append(Rule(name=key, metric=metric, op=op, label=label,
+                                  threshold=self.number(body[key], table, key, 0.0, hi)))
+        masking = None
+        if "fail_on_gradient_masking" in body:
+            masking = body["fail_on_gradient_masking"]
+            if not isinstance(masking, bool):
+                raise self.error(table, "fail_on_gradient_masking",
+                                 f"'fail_on_gradient_masking' must be true or false, got {masking!r}")
+        for i, entry in enumerate(self.entries(body.get("robust_accuracy", []), table, "robust_accuracy")):
+            rules.append(self.robust_rule(entry, table + ("robust_accuracy",), i))
+        for i, entry in enumerate(self.entries(body.get("rule", []), table, "rule")):
+            rules.append(self.metric_rule(entry, table + ("rule",), i))
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.name in seen:
+                raise self.error(table, None, f"two rules are named '{rule.name}' in [{self.table_name(table)}]; "
+                                              "give each rule its own name")
+            seen.add(rule.name)
+        regression: dict[str, float] = {}
+        if "regression" in body:
+            reg_table = table + ("regression",)
+            reg = body["regression"]
+            if not isinstance(reg, dict):
+                raise self.error(table, "regression", f"'regression' must be a table [{self.table_name(reg_table)}]")
+            self.unknown_keys(reg, REGRESSION_KEYS, reg_table)
+            for key in ("max_accuracy_drop", "max_robust_accuracy_drop"):
+                if key in reg:
+                    regression[key] = self.number(reg[key], reg_table, key, 0.0, 1.0)
+            if "confidence" in reg:
+                regression["confidence"] = self.number(reg["confidence"], reg_table, "confidence", 0.0, 1.0,
+                                                       open_interval=True)
+        models: dict[str, ModelOverrides] = {}
+        if top and "models" in body:
+            if not isinstance(body["models"], dict):
+                raise self.error(table, "models", "'models' must hold one table per model: [gate.models.\"NAME\"]")
+            for name, sub in body["models"].items():
+                m_rules, m_reg, m_mask, _ = self.gate(sub, table + ("models", name), top=False)
+                models[name] = ModelOverrides(rules=m_rules, regression=m_reg, fail_on_masking=m_mask)
+        return rules, regression, masking, models
+
+    def robust_rule(self, entry: dict[str, Any], table: tuple[str, ...], i: int) -> Rule:
+        self.unknown_keys(entry, ROBUST_KEYS, table, i)
+        for key in ("norm", "eps", "min"):
+            if key not in entry:
+                raise self.error(table, None, f"[[{self.table_name(table)}]] entry {i + 1} lacks '{key}'; "
+                                              "give norm, eps and min", i)
+        norm = entry["norm"]
+        if norm not in NORMS:
+            raise self.error(table, "norm", f"norm {norm!r} is not one of {', '.join(NORMS)}", i)
+        eps = self.number(entry["eps"], table, "eps", 0.0, None, i)
+        threshold = self.number(entry["min"], table, "min", 0.0, 1.0, i)
+        name = self.string(entry["name"], table, "name", i) if "name" in entry else f"min robust accuracy {norm} eps={eps:g}"
+        return Rule(name=name, metric=f"sections.robustness.data.threat_models.{norm}.curve", op=">=",
+                    threshold=threshold, label=f"robust accuracy ({norm}, eps={eps:g})", norm=norm, eps=eps)
+
+    def metric_rule(self, entry: dict[str, Any], table: tuple[str, ...], i: int) -> Rule:
+        self.unknown_keys(entry, RULE_KEYS, table, i)
+        for key in ("name", "metric"):
+            if key not in entry:
+                raise self.error(table, None, f"[[{self.table_name(table)}]] entry {i + 1} lacks '{key}'", i)
+        name = self.string(entry["name"], table, "name", i)
+        metric = self.string(entry["metric"], table, "metric", i)
+        self.check_metric(metric, table, i)
+        if ("min" in entry) == ("max" in entry):
+            raise self.error(table, None, f"rule '{name}' needs exactly one of 'min' or 'max'", i)
+        key = "min" if "min" in entry else "max"
+        return Rule(name=name, metric=metric, op=">=" if key == "min" else "<=",
+                    threshold=self.number(entry[key], table, key, None, None, i), label=metric)
+
+    def check_metric(self, metric: str, table: tuple[str, ...], i: int) -> None:
+        """The path must start at a results root and name a registered check (typos fail here,
+        at load time, rather than as a missing metric in every run)."""
+        parts = metric.split(".")
+        if parts[0] not in RESULT_ROOTS or any(not p for p in parts):
+            raise self.error(table, "metric", f"metric {metric!r} is not a dotted path into results.json; "
+                                              f"start it with one of {', '.join(RESULT_ROOTS)}, "
+                                              "e.g. sections.performance.data.accuracy.value", i)
+        if parts[0] == "sections":
+            known = _known_checks()
+            if len(parts) < 2 or parts[1] not in known:
+                got = parts[1] if len(parts) > 1 else ""
+                close = difflib.get_close_matches(got, known, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise self.error(table, "metric", f"metric {metric!r} names no known check '{got}'; {hint}"
+                                                  f"checks: {', '.join(known)}", i)
+
+
+def _quote(part: str) -> str:
+    return part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f'"{part}"'
+
+
+def _known_checks() -> list[str]:
+    from auditkit.checks import all_checks
+
+    return list(all_checks())
+
+
+def load_policy(path: str | Path | None = None, search_from: Path | None = None) -> Policy:
+    """Read a gate policy.
+
+    ``path``: an ``auditkit.toml`` (``[gate]``) or a ``pyproject.toml``
+    (``[tool.auditkit.gate]``; any file named ``pyproject.toml`` is read that way). With
+    ``None``, look in ``search_from`` (default: the working directory) for ``auditkit.toml``
+    with a ``[gate]`` table, then ``pyproject.toml`` with ``[tool.auditkit.gate]``; when neither
+    exists, return the default policy (no thresholds; gradient masking fails; regression with
+    zero tolerances when a baseline is given). Raises :class:`PolicyError` naming the line.
+    """
+    if path is None:
+        here = Path.cwd() if search_from is None else Path(search_from)
+        for candidate in (here / "auditkit.toml", here / "pyproject.toml"):
+            if candidate.is_file():
+                policy = _load_file(candidate, required=False)
+                if policy is not None:
+                    return policy
+        return Policy()
+    path = Path(path)
+    if not path.is_file():
+        raise PolicyError(f"policy file {path} does not exist; pass an auditkit.toml with a [gate] table "
+                          "(see docs/github-actions.md) or leave --policy out")
+    policy = _load_file(path, required=True)
+    if policy is None:  # unreachable: required=True raises instead
+        raise PolicyError(f"{path} holds no gate policy")
+    return policy
+
+
+def _load_file(path: Path, required: bool) -> Policy | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read policy file {path}: {exc}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        where = f"{path}, line {m.group(1)}" if m else str(path)
+        raise PolicyError(f"{where}: invalid TOML: {exc}; fix the syntax there") from None
+    pyproject = path.name == "pyproject.toml"
+    prefix = ("tool", "auditkit", "gate") if pyproject else ("gate",)
+    parser = _Parser(path, text, prefix)
+    if pyproject:
+        body = doc.get("tool", {}).get("auditkit", {}).get("gate") if isinstance(doc.get("tool"), dict) else None
+        if body is None:
+            if required:
+                raise PolicyError(f"{path} has no [tool.auditkit.gate] table; add one or pass an auditkit.toml")
+            return None
+        extra = [k for k in doc["tool"]["auditkit"] if k != "gate"]
+        if extra:
+            raise parser.error((), None, f"unknown table [tool.auditkit.{extra[0]}]; only [tool.auditkit.gate] is read")
+    else:
+        extra = [k for k in doc if k != "gate"]
+        if extra:
+            top = _Lines(text, ())
+            line = top.find((extra[0],)) or top.find((), extra[0])
+            where = f"{path}, line {line}" if line else str(path)
+            raise PolicyError(f"{where}: unknown top-level key '{extra[0]}'; auditkit.toml holds only a [gate] table")
+        body = doc.get("gate")
+        if body is None:
+            if required:
+                raise PolicyError(f"{path} has no [gate] table; add one, e.g. [gate] min_clean_accuracy = 0.9")
+            return None
+    rules, regression, masking, models = parser.gate(body)
+    return Policy(rules=rules, regression=RegressionPolicy(**regression) if regression else None,
+                  fail_on_masking=True if masking is None else masking, source=str(path), models=models)
+
+
+# ------------------------------------------------------------------------------- decision
+@dataclass
+class RuleOutcome:
+    """One rule's verdict. ``value``/``threshold``: the figure and its limit (for regression
+    rules, the drop and the tolerance, in absolute accuracy)."""
+
+    name: str
+    passed: bool
+    message: str
+    value: float | None = None
+    threshold: float | None = None
+    kind: Kind = "threshold"
+    p_value: float | None = None
+
+
+@dataclass
+class GateDecision:
+    """The gate's verdict: ``passed`` iff every rule passed."""
+
+    passed: bool
+    rules: list[RuleOutcome]
+    policy: str = ""
+    model: str | None = None
+    baseline: str | None = None
+
+    @property
+    def failed(self) -> list[RuleOutcome]:
+        return [r for r in self.rules if not r.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON: ``passed``, ``policy``, ``model``, ``baseline``, counts and ``rules``."""
+        return {"passed": self.passed, "policy": self.policy, "model": self.model, "baseline": self.baseline,
+                "n_rules": len(self.rules), "n_failed": len(self.failed), "rules": [asdict(r) for r in self.rules]}
+
+    def write(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON atomically (e.g. ``OUT/gate.json``)."""
+        from auditkit.loading import atomic_write_bytes
+
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=1) + "\n"
+        atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
+        return path
+
+    def _headline(self) -> str:
+        verdict = "PASSED" if self.passed else "FAILED"
+        who = f" for {self.model}" if self.model else ""
+        if not self.rules:
+            counts = "no rules to check"
+        elif self.passed:
+            counts = f"all {len(self.rules)} rules passed"
+        else:
+            counts = f"{len(self.failed)} of {len(self.rules)} rules failed"
+        base = f"; baseline {self.baseline}" if self.baseline else ""
+        return f"gate {verdict}{who}: {counts} (policy {self.policy}{base})"
+
+    def summary(self) -> str:
+        """Plain text: the verdict, then failed rules first, one line each."""
+        ordered = self.failed + [r for r in self.rules if r.passed]
+        lines = [self._headline()]
+        lines += [f"  {'PASS' if r.passed else 'FAIL'}  {r.name}: {r.message}" for r in ordered]
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        """A Markdown table of the rules (for ``$GITHUB_STEP_SUMMARY`` or ``summary.md``)."""
+        ordered = self.failed + [r for r in self.rules if r.passed]
+        lines = [f"**{self._headline()}**", ""]
+        if ordered:
+            lines += ["| result | rule | detail |", "|---|---|---|"]
+            for r in ordered:
+                msg = r.message.replace("|", "\\|")
+                lines.append(f"| {'pass' if r.passed else '**FAIL**'} | {r.name} | {msg} |")
+        return "\n".join(lines) + "\n"
+
+
+def gate(
+    result: AuditResult | str | Path,
+    policy: Policy | str | Path | None = None,
+    baseline: AuditResult | str | Path | None = None,
+) -> GateDecision:
+    """Apply ``policy`` (a :class:`Policy`, a policy file, or ``None`` to look for one in the
+    working directory) to ``result`` (an :class:`AuditResult`, a results.json or its folder),
+    and, when ``baseline`` is given, test for a regression against it.
+
+    Raises :class:`PolicyError` (bad policy), :class:`~auditkit.results.ResultsError` (unreadable
+    results) or :class:`BaselineError` (a baseline that cannot be compared). A failing rule is
+    not an exception: it is in the returned decision.
+    """
+    current = _as_result(result)
+    base = _as_result(baseline) if baseline is not None else None
+    pol = policy if isinstance(policy, Policy) else load_policy(policy)
+    name = current.provenance.card.get("name")
+    pol = pol.for_model(name)
+    doc = current.model_dump(mode="json")
+    outcomes = [_threshold(rule, doc) for rule in pol.rules]
+    if pol.fail_on_masking:
+        outcomes.append(_masking(doc))
+    if base is not None:
+        robust_points = [(r.norm, r.eps) for r in pol.rules if r.norm is not None and r.eps is not None]
+        outcomes += _regression(doc, base.model_dump(mode="json"), pol.regression or RegressionPolicy(),
+                                robust_points, _label(baseline))
+    source = pol.source + (f' [{_section_name(pol.source, name)}]' if pol.model is not None else "")
+    return GateDecision(passed=all(o.passed for o in outcomes), rules=outcomes, policy=source, model=name,
+                        baseline=_label(baseline) if baseline is not None else None)
+
+
+def _section_name(source: str, model: str | None) -> str:
+    prefix = "tool.auditkit.gate" if Path(source).name == "pyproject.toml" else "gate"
+    return f"{prefix}.models.{_quote(model or '')}"
+
+
+def _as_result(value: AuditResult | str | Path) -> AuditResult:
+    if isinstance(value, AuditResult):
+        return value
+    path = Path(value)
+    if path.is_dir():
+        path = path / "results.json"
+    return AuditResult.read(path)
+
+
+def _label(value: AuditResult | str | Path | None) -> str:
+    if value is None or isinstance(value, AuditResult):
+        return "baseline (in memory)"
+    path = Path(value)
+    return str(path / "results.json" if path.is_dir() else path)
+
+
+# --------------------------------------------------------------------------- thresholds
+def _lookup(doc: dict[str, Any], metric: str) -> tuple[Any, str | None]:
+    """The value at ``metric`` in the results dict, or ``(None, why it is not there)``."""
+    parts = metric.split(".")
+    node: Any = doc
+    if parts[0] == "sections" and len(parts) > 1:
+        section = doc["sections"].get(parts[1])
+        if section is None:
+            return None, (f"metric {metric} is missing: the '{parts[1]}' check did not run; run it "
+                          f"(leave it out of --skip, or add it to --only)")
+        if section["status"] == "skipped":
+            return None, f"metric {metric} is missing: the '{parts[1]}' check was skipped: {section['reason']}"
+        if section["status"] == "failed":
+            return None, f"metric {metric} is missing: the '{parts[1]}' check failed: {section['reason']}"
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[:depth]) or "the results"
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            have = ", ".join(list(node)[:12]) if isinstance(node, dict) else (
+                f"a list of {len(node)}" if isinstance(node, list) else repr(node))
+            return None, f"metric {metric} is missing from the results: {where} has no '{part}' (it has: {have})"
+    return node, None
+
+
+def _number(node: Any, metric: str) -> tuple[float | None, str | None]:
+    if isinstance(node, dict) and "value" in node:
+        node = node["value"]
+    if node is None:
+        return None, f"metric {metric} is null in the results (undefined, e.g. NaN)"
+    if isinstance(node, bool):
+        return float(node), None
+    if isinstance(node, (int, float)):
+        return float(node), None
+    return None, f"metric {metric} is not a number (it is a {type(node).__name__})"
+
+
+def _interval(doc: dict[str, Any], metric: str) -> str:
+    """', 95% CI [lo, hi], n=N' when the metric is the ``value`` of an interval object."""
+    parts = metric.split(".")
+    parent, _ = _lookup(doc, ".".join(parts[:-1])) if parts[-1] == "value" else _lookup(doc, metric)
+    if isinstance(parent, dict) and parent.get("ci_low") is not None and parent.get("ci_high") is not None:
+        n = f", n={parent['n']}" if "n" in parent else ""
+        return f" (95% CI [{parent['ci_low']:.4g}, {parent['ci_high']:.4g}]{n})"
+    return ""
+
+
+def _verdict(rule: Rule, value: float, label: str, extra: str = "") -> RuleOutcome:
+    ok = value >= rule.threshold if rule.op == ">=" else value <= rule.threshold
+    if ok:
+        text = f"{label} {value:.4g} {rule.op} {rule.threshold:g}"
+    else:
+        limit = "below the minimum" if rule.op == ">=" else "above the maximum"
+        text = f"{label} {value:.4g} is {limit} {rule.threshold:g}"
+    return RuleOutcome(rule.name, ok, text + extra, value, rule.threshold, "threshold")
+
+
+def _threshold(rule: Rule, doc: dict[str, Any]) -> RuleOutcome:
+    if rule.norm is not None:
+        return _robust_threshold(rule, doc)
+    node, why = _lookup(doc, rule.metric)
+    value = None
+    if why is None:
+        value, why = _number(node, rule.metric)
+    if why is not None or value is None:
+        return RuleOutcome(rule.name, False, str(why), None, rule.threshold, "threshold")
+    return _verdict(rule, value, rule.label or rule.metric, _interval(doc, rule.metric))
+
+
+def _threat_model(doc: dict[str, Any], norm: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The ensemble dict of ``norm`` in the robustness section, or why there is none."""
+    data, why = _lookup(doc, "sections.robustness.data")
+    if why is not None:
+        return None, why.replace("metric sections.robustness.data", f"robust accuracy ({norm})")
+    models = data.get("threat_models") or {}
+    if norm in models:
+        return models[norm], None
+    reason = (data.get("skipped") or {}).get(norm) if isinstance(data.get("skipped"), dict) else None
+    if reason:
+        return None, f"robust accuracy ({norm}) is missing: the {norm} threat model was skipped: {reason}"
+    have = ", ".join(models) or "none"
+    return None, (f"robust accuracy ({norm}) is missing: the robustness section has no {norm} threat model "
+                  f"(it has: {have}); norm-ball curves exist for image classifiers with epsilons in the card "
+                  f"or --epsilons")
+
+
+def _robust_threshold(rule: Rule, doc: dict[str, Any]) -> RuleOutcome:
+    assert rule.norm is not None and rule.eps is not None
+    tm, why = _threat_model(doc, rule.norm)
+    if tm is None:
+        return RuleOutcome(rule.name, False, str(why), None, rule.threshold, "threshold")
+    eps = rule.eps
+    exact = [p for p in tm.get("curve", []) if abs(p["eps"] - eps) <= EPS_MATCH]
+    if exact:
+        point, source = exact[0], "curve point"
+    else:
+        # Robust accuracy never rises with eps: the nearest point above never overstates it.
+        above = sorted((p for p in tm.get("fine_curve", []) + tm.get("curve", []) if p["eps"] >= eps),
+                       key=lambda p: p["eps"])
+        if not above:
+            top = max((p["eps"] for p in tm.get("curve", [])), default=float("nan"))
+            return RuleOutcome(rule.name, False,
+                               f"robust accuracy ({rule.norm}) at eps={eps:g} was not evaluated: the largest eps "
+                               f"attacked is {top:g}; add {eps:g} to the card's epsilons or pass --epsilons",
+                               None, rule.threshold, "threshold")
+        point = above[0]
+        source = f"fine_curve point at eps={point['eps']:.4g}, the nearest evaluated above {eps:g} (conservative)"
+    value = float(point["robust_accuracy"])
+    ci = f"95% CI [{point['ci_low']:.4g}, {point['ci_high']:.4g}], n={point['n']}"
+    return _verdict(rule, value, rule.label, f" ({source}; {ci})")
+
+
+# ------------------------------------------------------------------------------ masking
+def _masking(doc: dict[str, Any]) -> RuleOutcome:
+    name = "gradient masking"
+    data, why = _lookup(doc, "sections.robustness.data")
+    if why is not None or not isinstance(data, dict) or "masking" not in data:
+        reason = "no robustness section" if why is None else why.split(": ", 1)[-1]
+        if why is None and isinstance(data, dict):
+            reason = "the robustness section has no gradient-masking checks (they run on norm-ball threat models)"
+        return RuleOutcome(name, True, f"not checked: {reason}", None, None, "masking")
+    masking = data["masking"] or {}
+    checks = masking.get("checks") or []
+    failed = [c for c in checks if c.get("status") == "fail"]
+    warned = [c for c in checks if c.get("status") == "warn"]
+    suspected = bool(masking.get("suspected"))
+    if failed or suspected:
+        listed = "; ".join(f"{c['name']}: {c.get('evidence', '')}" for c in failed) or "suspected flag set"
+        head = "gradient masking suspected" if suspected else f"{len(failed)} masking check(s) failed"
+        return RuleOutcome(name, False, f"{head}; robustness figures may be overstated — {listed}",
+                           float(len(failed)), 0.0, "masking")
+    text = f"{len(checks)} masking checks passed"
+    if warned:
+        text += "; warnings: " + "; ".join(f"{c['name']}: {c.get('evidence', '')}" for c in warned)
+    return RuleOutcome(name, True, text, 0.0, 0.0, "masking")
+
+
+# --------------------------------------------------------------------------- regression
+def _one_sided_drop(base_ok: np.ndarray, cur_ok: np.ndarray) -> dict[str, float | int]:
+    """Exact McNemar on paired correctness, one-sided towards a drop: under H0 the samples only
+    the baseline gets right (``lost``) are Binomial(lost + gained, 1/2); p = P(X >= lost)."""
+    test = mcnemar_exact(base_ok, cur_ok)
+    lost, gained = int(test["a_only"]), int(test["b_only"])
+    n = lost + gained
+    p = 1.0 if n == 0 or lost == 0 else float(sps.binom.sf(lost - 1, n, 0.5))
+    return {"lost": lost, "gained": gained, "p_value": p, "p_two_sided": float(test["p_value"])}
+
+
+def _paired_outcome(name: str, what: str, base_ok: np.ndarray, cur_ok: np.ndarray, tolerance: float,
+                    confidence: float) -> RuleOutcome:
+    n = len(base_ok)
+    b, c = float(base_ok.mean()), float(cur_ok.mean())
+    drop = b - c
+    t = _one_sided_drop(base_ok, cur_ok)
+    alpha = 1.0 - confidence
+    significant = t["p_value"] < alpha
+    exceeds = drop > tolerance + 1e-12
+    facts = (f"{what} {b:.4f} (baseline) -> {c:.4f}: {'drop' if drop >= 0 else 'gain'} of "
+             f"{abs(drop) * 100:.2f} points (tolerance {tolerance * 100:.2f}); {t['lost']} sample(s) lost, "
+             f"{t['gained']} gained of {n}; one-sided McNemar p={t['p_value']:.3g}")
+    if exceeds and significant:
+        message = f"regression: {facts} < {alpha:.3g}, significant at {confidence:.0%}"
+    elif exceeds:
+        message = f"{facts} >= {alpha:.3g}: within noise at {confidence:.0%}, not a significant drop"
+    else:
+        message = f"{facts}: within tolerance"
+    return RuleOutcome(name, not (exceeds and significant), message, drop, tolerance, "regression", t["p_value"])
+
+
+def _section_data(doc: dict[str, Any], name: str) -> dict[str, Any] | None:
+    section = doc["sections"].get(name)
+    return section["data"] if section is not None and section["status"] == "ok" else None
+
+
+def _regression(cur: dict[str, Any], base: dict[str, Any], reg: RegressionPolicy,
+                robust_points: list[tuple[str, float]], base_label: str) -> list[RuleOutcome]:
+    pc, pb = cur["provenance"], base["provenance"]
+    if pc["data_sha256"] != pb["data_sha256"]:
+        raise BaselineError(
+            f"baseline {base_label} was made on different data (data_sha256 {pb['data_sha256'][:12]}… for "
+            f"{pb['data_spec']!r}, now {pc['data_sha256'][:12]}… for {pc['data_spec']!r}); a paired comparison "
+            "needs the same data: re-scan the baseline model on this data")
+    outcomes = [_accuracy_regression(cur, base, reg, base_label)]
+    outcomes += _robust_regression(cur, base, reg, robust_points, base_label)
+    return outcomes
+
+
+def _accuracy_regression(cur: dict[str, Any], base: dict[str, Any], reg: RegressionPolicy,
+                         base_label: str) -> RuleOutcome:
+    name = "regression: clean accuracy"
+    perf_b = _section_data(base, "performance")
+    perf_c = _section_data(cur, "performance")
+    if not (perf_b or {}).get("predictions") and not (perf_c or {}).get("predictions"):
+        # Neither has predictions (e.g. a GAN, where the check does not apply): nothing to pair.
+        _, why = _lookup(cur, "sections.performance.data.predictions")
+        return RuleOutcome(name, True, f"not checked: neither result has clean predictions ({why})", None,
+                           reg.max_accuracy_drop, "regression")
+    if perf_b is None or "predictions" not in perf_b:
+        raise BaselineError(f"baseline {base_label} has no performance predictions; re-scan the baseline "
+                            "with the 'performance' check")
+    if perf_c is None or "predictions" not in perf_c:
+        _, why = _lookup(cur, "sections.performance.data.predictions")
+        return RuleOutcome(name, False, f"cannot compare with the baseline: {why}", None,
+                           reg.max_accuracy_drop, "regression")
+    labels_b, labels_c = np.asarray(perf_b["labels"]), np.asarray(perf_c["labels"])
+    if labels_b.shape != labels_c.shape or not np.array_equal(labels_b, labels_c):
+        raise BaselineError(f"baseline {base_label} was evaluated on other test samples ({len(labels_b)} labels, "
+                            f"now {len(labels_c)}); re-scan the baseline on the same data")
+    base_ok = np.asarray(perf_b["predictions"]) == labels_b
+    cur_ok = np.asarray(perf_c["predictions"]) == labels_c
+    return _paired_outcome(name, "clean accuracy", base_ok, cur_ok, reg.max_accuracy_drop, reg.confidence)
+
+
+def robust_indicator(threat_model: dict[str, Any], eps: float) -> np.ndarray:
+    """bool ``[N]`` from a threat model's per-sample records: clean-correct and no adversarial
+    point of norm <= eps found (the ensemble's rule, with its rounding ``tolerance``)."""
+    rec = threat_model["records"]
+    correct = np.asarray(rec["clean_correct"], bool)
+    norms = np.array([np.inf if v is None else float(v) for v in rec["min_norm"]])
+    tol = float(threat_model.get("tolerance") or 0.0)
+    broken = norms <= (eps + tol if eps > 0 else 0.0)
+    return correct & ~broken
+
+
+def _robust_regression(cur: dict[str, Any], base: dict[str, Any], reg: RegressionPolicy,
+                       points: list[tuple[str, float]], base_label: str) -> list[RuleOutcome]:
+    rob_c, rob_b = _section_data(cur, "robustness"), _section_data(base, "robustness")
+    tms_c = (rob_c or {}).get("threat_models") or {}
+    tms_b = (rob_b or {}).get("threat_models") or {}
+    explicit = bool(points)
+    if not explicit:
+        # No robust-accuracy rules: compare every attacked eps > 0 of the norms both results have.
+        points = [(norm, e) for norm, tm in tms_c.items() if norm in tms_b for e in tm.get("epsilons", []) if e > 0]
+    outcomes: list[RuleOutcome] = []
+    checked: set[str] = set()
+    for norm, eps in points:
+        name = f"regression: robust accuracy {norm} eps={eps:g}"
+        if norm not in tms_c:
+            _, why = _threat_model(cur, norm)
+            outcomes.append(RuleOutcome(name, False, f"cannot compare with the baseline: {why}", None,
+                                        reg.max_robust_accuracy_drop, "regression"))
+            continue
+        if norm not in tms_b:
+            raise BaselineError(f"baseline {base_label} has no {norm} robustness records; re-scan the baseline "
+                                "with the 'robustness' check and the same epsilons")
+        tc, tb = tms_c[norm], tms_b[norm]
+        if norm not in checked:
+            _same_attack_setup(rob_c or {}, rob_b or {}, tc, tb, norm, base_label)
+            checked.add(norm)
+        outcomes.append(_paired_outcome(name, f"robust accuracy ({norm}, eps={eps:g})", robust_indicator(tb, eps),
+                                        robust_indicator(tc, eps), reg.max_robust_accuracy_drop, reg.confidence))
+    if not explicit and tms_c and not outcomes:
+        outcomes.append(RuleOutcome("regression: robust accuracy", True,
+                                    f"not checked: baseline {base_label} has no robustness records for "
+                                    f"{', '.join(tms_c)}; re-scan the baseline to compare robustness", None,
+                                    reg.max_robust_accuracy_drop, "regression"))
+    return outcomes
+
+
+def _same_attack_setup(rob_c: dict[str, Any], rob_b: dict[str, Any], tc: dict[str, Any], tb: dict[str, Any],
+                       norm: str, base_label: str) -> None:
+    """Paired robust comparisons need the same samples and equally strong attacks."""
+    if rob_c.get("sample_index") != rob_b.get("sample_index") or len(tc["records"]["index"]) != len(tb["records"]["index"]):
+        raise BaselineError(f"baseline {base_label} attacked other test samples than this scan; re-run both with "
+                            "the same --samples and --seed on the same data")
+    for key in ("budget", "attacks"):
+        if tc.get(key) != tb.get(key):
+            raise BaselineError(f"baseline {base_label} used {key} {tb.get(key)!r} for {norm}, this scan "
+                                f"{tc.get(key)!r}; compare scans run with the same --budget and auditkit version")
