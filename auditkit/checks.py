@@ -34,6 +34,7 @@ class ScanConfig:
     epsilons: dict[str, list[float]] | None = None
     batch_size: int = 256
     defenses: list[str] | None = None  # names of registered defenses to evaluate (--defense)
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

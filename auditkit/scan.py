@@ -117,6 +117,7 @@ def scan(
     skip: Iterable[str] | None = None,
     epsilons: dict[str, list[float]] | None = None,
     defenses: Iterable[str] | None = None,
+    threads: int | None = None,
     progress: bool = True,
 ) -> AuditResult:
     """Audit ``model`` on ``data`` and return the :class:`AuditResult`.
@@ -133,7 +134,12 @@ def scan(
         raise ScanInputError("--samples must be at least 1")
     config = ScanConfig(samples=samples, seed=seed, budget=budget, device=device,
                         only=list(only) if only else None, skip=list(skip) if skip else None,
-                        epsilons=epsilons, defenses=list(defenses) if defenses else None)
+                        epsilons=epsilons, defenses=list(defenses) if defenses else None, threads=threads)
+    if threads is not None:
+        if threads < 1:
+            raise ScanInputError("--threads must be at least 1")
+        # Small models run as fast on one thread; more threads on a busy machine oversubscribe.
+        torch.set_num_threads(threads)
     torch.manual_seed(seed)
     audit_model = model if isinstance(model, AuditModel) else load_model(
         model, card=card, arch=arch, trust_pickle=trust_pickle, device=device)

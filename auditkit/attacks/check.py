@@ -1,0 +1,201 @@
+"""The scan's ``robustness`` check: the threat model that fits the task, attacked in earnest.
+
+- images: the worst-case ensemble per norm (Linf, L2) over the card's epsilons, with per-sample
+  records and the whole curve, then the gradient-masking checklist;
+- tabular: the constrained threat model of the card's feature schema (evade the positive class);
+- text: token substitutions under a budget of k (plus an embedding-space diagnostic);
+- GAN: attacks on the discriminator (real judged fake and back).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from auditkit.checks import Check, ScanContext, register_check
+from auditkit.results import Finding
+
+NORMS = ("linf", "l2")
+
+
+def _middle(values: list[float]) -> float:
+    positive = sorted(v for v in values if v > 0)
+    return positive[len(positive) // 2] if positive else 0.0
+
+
+@register_check
+class Robustness(Check):
+    name = "robustness"
+    title = "Adversarial robustness"
+    tasks = ("image-classification", "tabular-classification", "text-classification", "gan")
+
+    def skip_reason(self, ctx: ScanContext) -> str | None:
+        reason = super().skip_reason(ctx)
+        if reason:
+            return reason
+        card = ctx.model.card
+        if card.task == "image-classification" and card.bounds is None:
+            return "the card gives no input bounds; attacks need the valid input domain"
+        if card.task == "gan" and not hasattr(ctx.model.module, "discriminator"):
+            return "the GAN module exposes no discriminator"
+        return None
+
+    def run(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
+        task = ctx.model.card.task
+        if task == "image-classification":
+            return self._images(ctx)
+        if task == "tabular-classification":
+            return self._tabular(ctx)
+        if task == "text-classification":
+            return self._text(ctx)
+        return self._discriminator(ctx)
+
+    # ------------------------------------------------------------------ images
+    def _epsilons(self, ctx: ScanContext) -> dict[str, list[float]]:
+        source = ctx.config.epsilons or ctx.model.card.epsilons
+        return {n: sorted({0.0, *map(float, source[n])}) for n in NORMS if source.get(n)}
+
+    def _images(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
+        from auditkit.attacks.ensemble import run_ensemble
+        from auditkit.attacks.masking import masking_checks
+
+        card, module = ctx.model.card, ctx.model.module
+        bounds = card.bounds or (0.0, 1.0)
+        x = ctx.model.to_input(ctx.x_eval)
+        y = torch.as_tensor(ctx.y_eval, device=ctx.model.device)
+        epsilons = self._epsilons(ctx)
+        out: dict[str, Any] = {"budget": ctx.config.budget, "sample_index": ctx.eval_index.tolist(),
+                               "threat_models": {}, "skipped": {}}
+        ensembles = {}
+        for norm in NORMS:
+            if norm not in epsilons:
+                out["skipped"][norm] = "no epsilons for this norm in the card, policy or flags"
+                continue
+            result = run_ensemble(module, x, y, norm, epsilons[norm], budget=ctx.config.budget, bounds=bounds,
+                                  seed=ctx.config.seed, batch_size=ctx.config.batch_size, track=ctx.track)
+            ensembles[norm] = result
+            out["threat_models"][norm] = result.to_dict()
+        findings: list[Finding] = []
+        if ensembles:
+            masking = masking_checks(module, x, y, ensembles, bounds, seed=ctx.config.seed,
+                                     budget=ctx.config.budget, batch_size=ctx.config.batch_size,
+                                     loaded_in_train_mode=ctx.model.loaded_in_train_mode, track=ctx.track)
+            out["masking"] = masking
+            findings += self._masking_findings(masking)
+        for norm, result in ensembles.items():
+            eps = _middle(result.epsilons)
+            point = result.curve([eps])[0]
+            clean = result.curve([0.0])[0]
+            severity = "high" if point["robust_accuracy"] < 0.5 * clean["robust_accuracy"] else "medium"
+            findings.append(Finding(
+                severity=severity,
+                title=f"Robust accuracy {point['robust_accuracy']:.1%} at {norm} eps={eps:g}",
+                evidence=f"worst case over {len(result.attacks)} attacks ({', '.join(result.attacks)}) on "
+                         f"{point['n']} samples, 95% CI [{point['ci_low']:.3f}, {point['ci_high']:.3f}]; "
+                         f"clean {clean['robust_accuracy']:.1%}",
+                section=self.name))
+        return out, findings
+
+    def _masking_findings(self, masking: dict[str, Any]) -> list[Finding]:
+        failed = [c for c in masking["checks"] if c["status"] == "fail"]
+        if not failed:
+            return []
+        if masking.get("suspected"):
+            return [Finding(
+                severity="high", title="Gradient masking suspected: gradient-attack numbers overstate robustness",
+                evidence="; ".join(f"{c['name']}: {c['evidence']}" for c in failed), section=self.name)]
+        return [Finding(severity="medium", title=f"Robustness evaluation check failed: {c['name']}",
+                        evidence=c["evidence"], section=self.name) for c in failed]
+
+    # ------------------------------------------------------------------ tabular
+    def _tabular(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
+        from auditkit.attacks.tabular import tabular_attack
+
+        card, data = ctx.model.card, ctx.data
+        pos = card.positive_index
+        if pos is None:
+            pos = 1 if card.num_classes == 2 else None
+        if pos is None:
+            return {"skipped": "the tabular threat model needs a positive class in the card"}, []
+        # Attack true positives: fraud the model catches, which the fraudster wants to slip through.
+        pred = ctx.test_logits().argmax(1)
+        caught = np.flatnonzero((data.y_test == pos) & (pred == pos))
+        n = min(len(caught), ctx.config.samples)
+        idx = np.sort(ctx.rng("tabular-attack").choice(caught, n, replace=False)) if n else caught
+        if n == 0:
+            return {"skipped": "the model catches no positive test sample; nothing to evade"}, []
+        x = ctx.model.to_input(data.x_test[idx])
+        y = torch.as_tensor(data.y_test[idx], device=ctx.model.device)
+        result = tabular_attack(ctx.model.module, x, y, card, target_class=pos, seed=ctx.config.seed)
+        result["sample_index"] = idx.tolist()
+        findings = []
+        curve = result.get("curve") or []
+        if curve:
+            worst = curve[-1]
+            findings.append(Finding(
+                severity="high" if worst["evasion_rate"] > 0.5 else "medium",
+                title=f"{worst['evasion_rate']:.0%} of caught {card.positive_class or 'positive'} cases evade "
+                      f"with changes costing ≤ {worst['budget']:g}",
+                evidence=f"{worst.get('n', n)} true positives attacked under the card's feature constraints; "
+                         f"95% CI [{worst['ci_low']:.3f}, {worst['ci_high']:.3f}]",
+                section=self.name))
+        return {"budget": ctx.config.budget, "tabular": result}, findings
+
+    # ------------------------------------------------------------------ text
+    def _text(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
+        from auditkit.attacks.text import embedding_space_attack, token_substitution_attack
+
+        card = ctx.model.card
+        tokens = ctx.model.to_input(ctx.x_eval)
+        y = torch.as_tensor(ctx.y_eval, device=ctx.model.device)
+        ks = [int(k) for k in (ctx.config.epsilons or card.epsilons).get("substitutions", [1, 2, 3]) if k > 0]
+        allowed = _label_preserving_rule(ctx)
+        out: dict[str, Any] = {"budget": ctx.config.budget, "sample_index": ctx.eval_index.tolist()}
+        out["text"] = token_substitution_attack(ctx.model.module, tokens, y, card, max_substitutions=ks,
+                                                seed=ctx.config.seed, allowed=allowed)
+        if allowed is not None:
+            out["text_unconstrained"] = token_substitution_attack(ctx.model.module, tokens, y, card,
+                                                                  max_substitutions=ks, seed=ctx.config.seed)
+        if ctx.model.eager and hasattr(ctx.model.module, "forward_embedded"):
+            out["embedding_diagnostic"] = embedding_space_attack(ctx.model.module, tokens, y, card,
+                                                                 [0.0, 0.25, 0.5, 1.0], seed=ctx.config.seed)
+        findings = []
+        curve = out["text"].get("curve") or []
+        if curve:
+            last = curve[-1]
+            findings.append(Finding(
+                severity="high" if last["robust_accuracy"] < 0.5 else "medium",
+                title=f"Robust accuracy {last['robust_accuracy']:.1%} under {last['k']} word substitution(s)",
+                evidence=("label-preserving substitutions among embedding neighbours" if allowed is not None
+                          else "substitutions among embedding neighbours (no label-preserving rule known for "
+                               "this vocabulary: an upper bound on vulnerability)")
+                         + f"; 95% CI [{last['ci_low']:.3f}, {last['ci_high']:.3f}] on {last['n']} sentences",
+                section=self.name))
+        return out, findings
+
+    # ------------------------------------------------------------------ GAN
+    def _discriminator(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
+        from auditkit.attacks.discriminator import discriminator_attack
+        from auditkit.zoo.recipes import gan_samples
+
+        gan = ctx.model.module
+        n = min(ctx.config.samples, 128)
+        real = ctx.model.to_input(ctx.x_eval[:n])
+        fake = gan_samples(gan, n, seed=ctx.config.seed, device=ctx.model.device)
+        eps = sorted({0.0, *(ctx.config.epsilons or {}).get("linf", [0.02, 0.05, 0.1, 0.2])})
+        result = discriminator_attack(gan, real, fake, eps, bounds=ctx.model.card.bounds or (0.0, 1.0),
+                                      seed=ctx.config.seed)
+        return {"budget": ctx.config.budget, "discriminator": result}, []
+
+
+def _label_preserving_rule(ctx: ScanContext) -> Any:
+    """For the built-in reviews data the generator knows each word's role, so substitutions that
+    would change the true label (a sentiment word of the other polarity, a negator, 'but') are
+    refused. Unknown vocabularies get no rule (the attack is then an upper bound)."""
+    if not ctx.data.name.startswith("reviews"):
+        return None
+    from auditkit.data import reviews
+
+    return reviews.label_preserving_substitution
