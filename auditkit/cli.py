@@ -84,23 +84,116 @@ def scan(
     samples: int = typer.Option(256, "--samples", help="Test samples used by the expensive checks."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
     budget: str = typer.Option("standard", "--budget", help="quick | standard | thorough"),
     only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these checks (comma-separated)."),
     skip: Optional[list[str]] = typer.Option(None, "--skip", help="Skip these checks (comma-separated)."),
     defense: Optional[list[str]] = typer.Option(None, "--defense", help="Evaluate these defenses (comma-separated)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Also write report.html, summary.md, junit.xml."),
+    run_gate: bool = typer.Option(False, "--gate", help="Gate the result: exit 1 if the policy fails."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Gate policy (auditkit.toml or pyproject.toml)."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Baseline results.json for regression rules."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Audit a model: writes OUT/results.json and exits 0 on success."""
+    """Audit a model: writes OUT/results.json (and reports); exit 0 on success, 1 if --gate fails."""
     with _exit_codes(debug):
         from auditkit.scan import scan as run_scan
 
+        decision = None
+        if run_gate:  # read the policy first: a bad policy should fail before a long scan
+            from auditkit.gate import load_policy
+
+            the_policy = load_policy(policy)
         result = run_scan(model, data, card=card, arch=arch, trust_pickle=trust_pickle, out=out_dir,
                           samples=samples, seed=seed, device=device, budget=budget,  # type: ignore[arg-type]
                           only=_split(only), skip=_split(skip), defenses=_split(defense),
-                          progress=not quiet)
+                          threads=threads, progress=not quiet)
+        if run_gate:
+            from auditkit.gate import gate as run_the_gate
+
+            decision = run_the_gate(result, the_policy, baseline)
+        if report:
+            from auditkit.report import write_reports
+
+            write_reports(result, out_dir, gate_decision=decision)
         if not quiet:
             _print_summary(result, out_dir / "results.json")
+        if decision is not None:
+            _print_decision(decision)
+            if not decision.passed:
+                raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _print_decision(decision) -> None:  # type: ignore[no-untyped-def]
+    verdict = "[green]gate passed[/]" if decision.passed else "[bold red]gate failed[/]"
+    out.print(verdict)
+    for rule in decision.rules:
+        mark = "[green]pass[/]" if rule.passed else "[red]FAIL[/]"
+        out.print(f"  {mark} {rule.name}: {rule.message}", highlight=False)
+
+
+@app.command("report")
+def report_cmd(
+    results: Path = typer.Argument(..., help="A results.json written by `auditkit scan`."),
+    formats: str = typer.Option("html,md,junit", "--format", help="Comma-separated: html, md, junit."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: beside results.json)."),
+    debug: bool = typer.Option(False, "--debug"),
+) -> None:
+    """Re-render the reports from a results file alone (no model, no data)."""
+    with _exit_codes(debug):
+        from auditkit.report import write_reports
+
+        wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
+        unknown = [f for f in wanted if f not in ("html", "md", "junit")]
+        if unknown:
+            err.print(f"[bold red]error:[/] unknown format(s) {', '.join(unknown)}; use html, md, junit")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        written = write_reports(results, out_dir or results.parent, formats=wanted)
+        for kind, path in written.items():
+            out.print(f"{kind}: {path}")
+
+
+@app.command("gate")
+def gate_cmd(
+    results: Path = typer.Argument(..., help="A results.json written by `auditkit scan`."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="auditkit.toml or pyproject.toml ([tool.auditkit.gate])."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Baseline results.json for regression rules."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Also write JUnit XML of the rules here."),
+    debug: bool = typer.Option(False, "--debug"),
+) -> None:
+    """Apply a policy (and a baseline) to results: exit 0 pass, 1 fail, 2 bad input."""
+    with _exit_codes(debug):
+        from auditkit.gate import gate as run_the_gate
+        from auditkit.gate import load_policy
+
+        decision = run_the_gate(results, load_policy(policy), baseline)
+        if junit is not None:
+            from auditkit.report import write_reports
+
+            written = write_reports(results, junit.parent, formats=("junit",), gate_decision=decision)
+            written["junit"].replace(junit)
+        _print_decision(decision)
+        if not decision.passed:
+            raise typer.Exit(EXIT_GATE_FAILED)
+
+
+@app.command("dashboard")
+def dashboard_cmd(
+    results: Optional[list[Path]] = typer.Argument(None, help="results.json files to explore."),
+    zoo: bool = typer.Option(False, "--zoo", help="Load the zoo models' committed reports."),
+    port: int = typer.Option(8501, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (default loopback only)."),
+    debug: bool = typer.Option(False, "--debug"),
+) -> None:
+    """Explore audits in a browser (Streamlit), bound to 127.0.0.1 unless --host says otherwise."""
+    with _exit_codes(debug):
+        from auditkit.dashboard import launch
+
+        for path in results or []:
+            if not path.exists():
+                raise FileNotFoundError(f"results file {path} does not exist; run `auditkit scan` first")
+        raise typer.Exit(launch(list(results or []), zoo=zoo, port=port, host=host))
 
 
 def _print_summary(result, path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -128,50 +128,57 @@ class Robustness(Check):
             return {"skipped": "the model catches no positive test sample; nothing to evade"}, []
         x = ctx.model.to_input(data.x_test[idx])
         y = torch.as_tensor(data.y_test[idx], device=ctx.model.device)
-        result = tabular_attack(ctx.model.module, x, y, card, target_class=pos, seed=ctx.config.seed)
+        result = tabular_attack(ctx.model.module, x, y, card, seed=ctx.config.seed)
         result["sample_index"] = idx.tolist()
         findings = []
         curve = result.get("curve") or []
         if curve:
-            worst = curve[-1]
+            # The smallest budget at which most caught cases slip through says most to a reader.
+            point = next((p for p in curve if p["evasion"]["value"] >= 0.5), curve[-1])
+            ev = point["evasion"]
             findings.append(Finding(
-                severity="high" if worst["evasion_rate"] > 0.5 else "medium",
-                title=f"{worst['evasion_rate']:.0%} of caught {card.positive_class or 'positive'} cases evade "
-                      f"with changes costing ≤ {worst['budget']:g}",
-                evidence=f"{worst.get('n', n)} true positives attacked under the card's feature constraints; "
-                         f"95% CI [{worst['ci_low']:.3f}, {worst['ci_high']:.3f}]",
+                severity="high" if ev["value"] >= 0.5 else "medium",
+                title=f"{ev['value']:.0%} of caught {card.positive_class or 'positive'} cases evade "
+                      f"with changes costing ≤ {point['budget']:g} feature units",
+                evidence=f"{ev['n']} true positives attacked, only attacker-changeable features moved "
+                         f"within their ranges and kinds; 95% CI [{ev['ci_low']:.3f}, {ev['ci_high']:.3f}]; "
+                         f"median cheapest change {result.get('median_cost')}",
                 section=self.name))
         return {"budget": ctx.config.budget, "tabular": result}, findings
 
     # ------------------------------------------------------------------ text
     def _text(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
-        from auditkit.attacks.text import embedding_space_attack, token_substitution_attack
+        from auditkit.attacks.text import (
+            embedding_space_attack,
+            reviews_label_preserving,
+            token_substitution_attack,
+        )
 
         card = ctx.model.card
         tokens = ctx.model.to_input(ctx.x_eval)
         y = torch.as_tensor(ctx.y_eval, device=ctx.model.device)
         ks = [int(k) for k in (ctx.config.epsilons or card.epsilons).get("substitutions", [1, 2, 3]) if k > 0]
-        allowed = _label_preserving_rule(ctx)
+        allowed = reviews_label_preserving() if ctx.data.name.startswith("reviews") else None
         out: dict[str, Any] = {"budget": ctx.config.budget, "sample_index": ctx.eval_index.tolist()}
         out["text"] = token_substitution_attack(ctx.model.module, tokens, y, card, max_substitutions=ks,
                                                 seed=ctx.config.seed, allowed=allowed)
-        if allowed is not None:
-            out["text_unconstrained"] = token_substitution_attack(ctx.model.module, tokens, y, card,
-                                                                  max_substitutions=ks, seed=ctx.config.seed)
         if ctx.model.eager and hasattr(ctx.model.module, "forward_embedded"):
             out["embedding_diagnostic"] = embedding_space_attack(ctx.model.module, tokens, y, card,
-                                                                 [0.0, 0.25, 0.5, 1.0], seed=ctx.config.seed)
+                                                                 [0.0, 0.25, 0.5, 1.0, 2.0], seed=ctx.config.seed)
         findings = []
-        curve = out["text"].get("curve") or []
-        if curve:
-            last = curve[-1]
+        # The label-preserving run is the real attack; without a rule for this vocabulary the
+        # unconstrained one is all there is, and it is only an upper bound on vulnerability.
+        run = out["text"].get("label_preserving") or out["text"]["unconstrained"]
+        if run["curve"]:
+            last = run["curve"][-1]
+            acc = last["robust_accuracy"]
             findings.append(Finding(
-                severity="high" if last["robust_accuracy"] < 0.5 else "medium",
-                title=f"Robust accuracy {last['robust_accuracy']:.1%} under {last['k']} word substitution(s)",
+                severity="high" if acc["value"] < 0.5 else "low",
+                title=f"Robust accuracy {acc['value']:.1%} under {last['k']} word substitution(s)",
                 evidence=("label-preserving substitutions among embedding neighbours" if allowed is not None
-                          else "substitutions among embedding neighbours (no label-preserving rule known for "
-                               "this vocabulary: an upper bound on vulnerability)")
-                         + f"; 95% CI [{last['ci_low']:.3f}, {last['ci_high']:.3f}] on {last['n']} sentences",
+                          else "substitutions among embedding neighbours with no label-preserving rule for "
+                               "this vocabulary: an upper bound on vulnerability")
+                         + f"; 95% CI [{acc['ci_low']:.3f}, {acc['ci_high']:.3f}] on {acc['n']} sentences",
                 section=self.name))
         return out, findings
 
@@ -189,13 +196,3 @@ class Robustness(Check):
                                       seed=ctx.config.seed)
         return {"budget": ctx.config.budget, "discriminator": result}, []
 
-
-def _label_preserving_rule(ctx: ScanContext) -> Any:
-    """For the built-in reviews data the generator knows each word's role, so substitutions that
-    would change the true label (a sentiment word of the other polarity, a negator, 'but') are
-    refused. Unknown vocabularies get no rule (the attack is then an upper bound)."""
-    if not ctx.data.name.startswith("reviews"):
-        return None
-    from auditkit.data import reviews
-
-    return reviews.label_preserving_substitution

@@ -219,20 +219,3 @@ def load_reviews(n: int = 12_000, seed: int = 0, test_fraction: float = 0.25) ->
               "test_fraction": test_fraction},
     )
 
-
-def label_preserving_substitution(original: str, substitute: str) -> bool:
-    """Whether replacing ``original`` by ``substitute`` keeps the sentence's true label.
-
-    Used by the token-substitution attack: a sentiment word may only become another word of the
-    same polarity; negators, "but" and the intensifier/copula structure that the rules read are
-    never replaced; no word may become a sentiment word, a negator or "but" (which could change
-    the label). Neutral words may swap freely among neutral words.
-    """
-    structural = NEGATORS | {CONTRAST}
-    if original in structural or substitute in structural:
-        return False
-    if original in POSITIVE_WORDS:
-        return substitute in POSITIVE_WORDS
-    if original in NEGATIVE_WORDS:
-        return substitute in NEGATIVE_WORDS
-    return substitute not in SENTIMENT_WORDS
