@@ -32,7 +32,10 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from auditkit.results import ResultsError
     from auditkit.scan import ScanInputError
 
-    errors: list[type[BaseException]] = [CardError, DataError, ModelInputError, ResultsError, ScanInputError]
+    from auditkit.zoo.recipes import UnknownZooModelError
+
+    errors: list[type[BaseException]] = [CardError, DataError, ModelInputError, ResultsError, ScanInputError,
+                                         UnknownZooModelError]
     try:
         from auditkit.gate import PolicyError
 
@@ -56,11 +59,10 @@ def _exit_codes(debug: bool) -> Iterator[None]:
             traceback.print_exc()
         err.print(f"[bold red]model refused:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_MODEL_REFUSED) from None
-    except _bad_input_errors() + (FileNotFoundError, KeyError) as exc:
+    except _bad_input_errors() + (FileNotFoundError,) as exc:
         if debug:
             traceback.print_exc()
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except KeyboardInterrupt:
         err.print("[yellow]interrupted; nothing was written[/]")

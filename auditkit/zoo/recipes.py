@@ -475,11 +475,15 @@ def render_model_card(recipe: ZooRecipe, card: AuditCard, metrics: dict[str, Any
     return "\n".join(lines)
 
 
+class UnknownZooModelError(ValueError):
+    """A zoo model name that no recipe has (bad usage, exit code 2)."""
+
+
 def get_recipe(name: str) -> ZooRecipe:
     try:
         return RECIPES[name]
     except KeyError:
-        raise KeyError(f"unknown zoo model {name!r}; known: {', '.join(sorted(RECIPES))}") from None
+        raise UnknownZooModelError(f"unknown zoo model {name!r}; known: {', '.join(sorted(RECIPES))}") from None
 
 
 def train_zoo_model(
