@@ -16,10 +16,10 @@ from auditkit.results import AuditResult, strip_timings
 from tests.conftest import REPO, run_cli, zoo_model_path
 
 EXPECTED = {
-    "cnn-digits": {"performance", "attributions", "explanation-quality"},
-    "lstm-reviews": {"performance", "attributions", "explanation-quality"},
-    "fraud-mlp": {"performance", "attributions", "explanation-quality"},
-    "gan-digits": {"gan"},
+    "cnn-digits": {"performance", "attributions", "explanation-quality", "robustness", "baselines"},
+    "lstm-reviews": {"performance", "attributions", "explanation-quality", "robustness", "baselines"},
+    "fraud-mlp": {"performance", "attributions", "explanation-quality", "robustness", "baselines"},
+    "gan-digits": {"gan", "robustness"},
 }
 
 
@@ -39,6 +39,8 @@ def test_cli_scan_of_each_zoo_model(name: str, tmp_path: Path) -> None:
     assert "scan" in proc.stderr  # progress shown without --quiet
     json.loads((out / "results.json").read_text())  # plain JSON (no NaN tokens)
     assert "NaN" not in (out / "results.json").read_text()
+    for report in ("report.html", "summary.md", "junit.xml"):
+        assert (out / report).stat().st_size > 0, report
 
 
 def test_same_inputs_and_seed_give_the_same_json() -> None:
