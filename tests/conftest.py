@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -15,6 +16,9 @@ ZOO = REPO / "zoo"
 ARTIFACTS = REPO / "test-artifacts"
 
 torch.set_num_threads(1)
+
+# Baseline caches go to a per-session folder (inherited by CLI subprocesses), never the user's.
+os.environ.setdefault("AUDITKIT_CACHE_DIR", tempfile.mkdtemp(prefix="auditkit-test-cache-"))
 
 
 def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,6 @@ bounded memory on large tabular data."""
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -88,4 +87,3 @@ print(r.sections["performance"].data["accuracy"]["n"], resource.getrusage(resour
     # torch alone takes ~0.5 GiB; 20k rows x 11 features are tiny: anything near 2 GiB means
     # something materialised per-sample work for the whole split.
     assert max_rss_kib < 2 * 1024 * 1024, f"peak RSS {max_rss_kib / 1024:.0f} MiB"
-    del resource
