@@ -34,8 +34,10 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
 
     from auditkit.zoo.recipes import UnknownZooModelError
 
+    from auditkit.dashboard import DashboardError
+
     errors: list[type[BaseException]] = [CardError, DataError, ModelInputError, ResultsError, ScanInputError,
-                                         UnknownZooModelError]
+                                         UnknownZooModelError, DashboardError]
     try:
         from auditkit.gate import PolicyError
 
@@ -186,16 +188,14 @@ def dashboard_cmd(
     zoo: bool = typer.Option(False, "--zoo", help="Load the zoo models' committed reports."),
     port: int = typer.Option(8501, "--port"),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (default loopback only)."),
+    reports_dir: Optional[Path] = typer.Option(None, "--reports-dir", help="Where --zoo finds reports (default reports/)."),
     debug: bool = typer.Option(False, "--debug"),
 ) -> None:
     """Explore audits in a browser (Streamlit), bound to 127.0.0.1 unless --host says otherwise."""
     with _exit_codes(debug):
         from auditkit.dashboard import launch
 
-        for path in results or []:
-            if not path.exists():
-                raise FileNotFoundError(f"results file {path} does not exist; run `auditkit scan` first")
-        raise typer.Exit(launch(list(results or []), zoo=zoo, port=port, host=host))
+        raise typer.Exit(launch(list(results or []), zoo=zoo, port=port, host=host, reports_dir=reports_dir))
 
 
 def _print_summary(result, path: Path) -> None:  # type: ignore[no-untyped-def]

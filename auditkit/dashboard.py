@@ -1,0 +1,1189 @@
+"""The Streamlit dashboard's logic: loading, data shaping per view, live recomputation, launch.
+
+The dashboard reads results through :class:`~auditkit.results.AuditResult` (DESIGN.md §1) and
+may re-run small computations live on a loaded model (at most :data:`LIVE_MAX_SAMPLES` samples).
+The user interface is :mod:`auditkit.dashboard_app` (a Streamlit script); everything here is
+plain Python that tests call directly. Charts are :mod:`auditkit.report.charts`' builders; the
+few this module adds (:func:`curve_overlay`, :func:`signed_feature_bars`,
+:func:`attribution_grid`, :func:`adversarial_grid`, :func:`sample_grid`) follow the same
+:class:`~auditkit.report.charts.Chart` convention.
+
+Safety: models are loaded with :func:`auditkit.loading.load_model` and never with
+``trust_pickle``; the server binds ``127.0.0.1`` unless a host is passed explicitly.
+
+Results files reach the app as script arguments (``streamlit run app.py -- RESULTS... [--zoo]``)
+or through the environment (``AUDITKIT_DASHBOARD_RESULTS``, paths separated by ``os.pathsep``;
+``AUDITKIT_DASHBOARD_ZOO=1``; ``AUDITKIT_DASHBOARD_REPORTS`` the zoo reports folder), which is
+how tests drive Streamlit's ``AppTest``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from auditkit.report.charts import COLORWAY, Chart, Panel, as_image, image_grid, sig
+from auditkit.results import AuditResult, ResultsError
+
+if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
+    import torch
+
+    from auditkit.data.base import AuditData
+    from auditkit.loading import AuditModel
+
+ENV_RESULTS = "AUDITKIT_DASHBOARD_RESULTS"
+ENV_ZOO = "AUDITKIT_DASHBOARD_ZOO"
+ENV_REPORTS = "AUDITKIT_DASHBOARD_REPORTS"
+APP_PATH = Path(__file__).with_name("dashboard_app.py")
+DEFAULT_PORT = 8501
+LIVE_MAX_SAMPLES = 8
+SEVERITIES = ("high", "medium", "low")
+NORM_LABEL = {"linf": "L∞", "l2": "L2"}
+# Extensions the upload accepts: the safe formats of DESIGN.md §4 (load_model still checks the
+# content; a pickled module saved as .pt is refused there).
+UPLOAD_TYPES = ["pt", "pth", "pt2", "ts", "safetensors"]
+
+# One live computation at a time: a cached module is shared by every browser session, and
+# captum's hooks / mode switches must not interleave on it.
+_LIVE_LOCK = threading.Lock()
+
+
+class DashboardError(ValueError):
+    """Bad input to the dashboard (missing results file, bad port). The message says the fix."""
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def default_reports_dir() -> Path:
+    """Where ``--zoo`` looks for ``<model>/results.json``: ``./reports`` when it exists, else the
+    ``reports`` folder beside the zoo (the repository's committed reports)."""
+    here = Path("reports")
+    if here.is_dir():
+        return here.resolve()
+    from auditkit.zoo import zoo_dir
+
+    return zoo_dir().parent / "reports"
+
+
+@dataclass
+class AppArgs:
+    """What the app was started with: results files, zoo mode and the zoo reports folder."""
+
+    results: list[Path] = field(default_factory=list)
+    zoo: bool = False
+    reports_dir: Path = field(default_factory=default_reports_dir)
+
+
+def parse_app_args(argv: list[str]) -> AppArgs:
+    """Parse the script arguments ``[RESULTS ...] [--zoo] [--reports-dir DIR]``.
+
+    Never exits (unlike argparse): an unknown option is ignored, so a typo cannot kill the app.
+    """
+    args = AppArgs()
+    it = iter(argv)
+    for token in it:
+        if token == "--zoo":
+            args.zoo = True
+        elif token == "--reports-dir":
+            value = next(it, None)
+            if value:
+                args.reports_dir = Path(value)
+        elif token.startswith("--reports-dir="):
+            args.reports_dir = Path(token.split("=", 1)[1])
+        elif not token.startswith("--"):
+            args.results.append(Path(token))
+    return args
+
+
+def app_args(script_path: str | None = None) -> AppArgs:
+    """The app's arguments: ``sys.argv`` when Streamlit runs ``script_path`` as the main script
+    (``streamlit run`` sets ``sys.argv = [script, *args]``), plus the environment variables.
+
+    ``sys.argv`` is ignored when it belongs to another program (e.g. pytest running AppTest).
+    """
+    argv: list[str] = []
+    if script_path and sys.argv and _same_file(sys.argv[0], script_path):
+        argv = sys.argv[1:]
+    args = parse_app_args(argv)
+    for p in os.environ.get(ENV_RESULTS, "").split(os.pathsep):
+        if p.strip() and Path(p.strip()) not in args.results:
+            args.results.append(Path(p.strip()))
+    if os.environ.get(ENV_ZOO, "").lower() in ("1", "true", "yes"):
+        args.zoo = True
+    if os.environ.get(ENV_REPORTS):
+        args.reports_dir = Path(os.environ[ENV_REPORTS])
+    return args
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+# ----------------------------------------------------------------------------- launch
+
+
+def launch_command(results: list[Path], zoo: bool = False, port: int = DEFAULT_PORT, host: str = "127.0.0.1",
+                   reports_dir: Path | None = None) -> list[str]:
+    """The ``python -m streamlit run`` command line :func:`launch` runs (checked arguments)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise DashboardError(f"port must be an integer in 1..65535, got {port!r}")
+    if not host:
+        raise DashboardError("host must be an address such as 127.0.0.1")
+    paths = []
+    for r in results:
+        p = Path(r)
+        if not p.is_file():
+            raise DashboardError(f"results file {p} does not exist; run `auditkit scan MODEL --out DIR` "
+                                 "and pass DIR/results.json")
+        paths.append(str(p.resolve()))
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_PATH),
+           "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer", "--", *paths]
+    if zoo:
+        cmd.append("--zoo")
+    if reports_dir is not None:
+        cmd += ["--reports-dir", str(Path(reports_dir).resolve())]
+    return cmd
+
+
+def launch(results: list[Path], zoo: bool = False, port: int = DEFAULT_PORT, host: str = "127.0.0.1",
+           reports_dir: Path | None = None) -> int:
+    """Run the dashboard server in a subprocess until it stops; return its exit code.
+
+    Args:
+        results: results.json files to open (checked to exist first).
+        zoo: also load the zoo models' latest results from ``reports_dir`` (default ``reports``).
+        port: TCP port. host: address to bind, loopback by default; pass another address
+            explicitly to listen beyond this machine.
+
+    SIGTERM and Ctrl-C are passed on to the server, so stopping this process stops it too.
+    Raises :class:`DashboardError` for a missing results file or a bad port.
+    """
+    cmd = launch_command(results, zoo=zoo, port=port, host=host, reports_dir=reports_dir)
+    proc = subprocess.Popen(cmd)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signal.SIGTERM))
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+@dataclass
+class Audit:
+    """One loaded results file: a display label, where it came from and the result."""
+
+    label: str
+    source: str
+    path: Path | None
+    result: AuditResult
+
+    @property
+    def card(self) -> dict[str, Any]:
+        return self.result.provenance.card
+
+    @property
+    def task(self) -> str:
+        return str(self.card.get("task", ""))
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(c) for c in self.card.get("class_names") or []]
+
+    def class_name(self, c: Any) -> str:
+        names = self.class_names
+        try:
+            return names[int(c)] if 0 <= int(c) < len(names) else str(c)
+        except (TypeError, ValueError):
+            return str(c)
+
+    def data(self, section: str) -> dict[str, Any] | None:
+        """The data of ``section`` when it ran ("ok"), else None."""
+        s = self.result.section(section)
+        return s.data if s is not None and s.status == "ok" else None
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    st_ = path.stat()
+    return str(path.resolve()), st_.st_mtime_ns, st_.st_size
+
+
+@st.cache_resource(show_spinner="Reading results…", max_entries=64)
+def _read_result(path: str, mtime_ns: int, size: int) -> AuditResult:
+    # Keyed by path + mtime + size: an edited or re-written file is read again. The object is
+    # shared between sessions and treated as read-only.
+    return AuditResult.read(path)
+
+
+def load_result(path: str | Path) -> AuditResult:
+    """The :class:`AuditResult` in ``path``, cached by path and modification time.
+
+    Raises :class:`ResultsError` for a missing file, bad JSON or an unsupported schema version.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    if not p.is_file():
+        raise ResultsError(f"results file {p} does not exist; run `auditkit scan MODEL --out DIR` first")
+    return _read_result(*_file_key(p))
+
+
+@st.cache_resource(show_spinner="Reading results…", max_entries=16)
+def _parse_result(digest: str, _data: bytes, name: str) -> AuditResult:
+    with tempfile.TemporaryDirectory(prefix="auditkit-dashboard-") as tmp:
+        path = Path(tmp) / (Path(name).name or "results.json")
+        path.write_bytes(_data)
+        try:
+            return AuditResult.read(path)
+        except ResultsError as exc:
+            raise ResultsError(str(exc).replace(str(path), name)) from None
+
+
+def parse_result_bytes(data: bytes, name: str = "results.json") -> AuditResult:
+    """An uploaded results file's :class:`AuditResult` (same checks as :meth:`AuditResult.read`)."""
+    return _parse_result(hashlib.sha256(data).hexdigest(), data, name)
+
+
+def make_audits(items: list[tuple[str, Path | None, AuditResult]]) -> list[Audit]:
+    """Label loaded results: the card's model name, disambiguated by folder when names repeat."""
+    bases = [str(r.provenance.card.get("name") or (p.parent.name if p else src)) for src, p, r in items]
+    labels = []
+    for (src, p, _), base in zip(items, bases):
+        label = base
+        if bases.count(base) > 1:
+            label = f"{base} [{p.parent.name if p else src}]"
+        while label in labels:
+            label += "′"
+        labels.append(label)
+    return [Audit(label, src, p, r) for (src, p, r), label in zip(items, labels)]
+
+
+def zoo_results(reports_dir: Path) -> dict[str, Path | None]:
+    """``{zoo model: reports_dir/<model>/results.json or None when missing}``."""
+    from auditkit.zoo import list_models
+
+    out: dict[str, Path | None] = {}
+    for name in list_models():
+        p = Path(reports_dir) / name / "results.json"
+        out[name] = p if p.is_file() else None
+    return out
+
+
+def _short(path: Path) -> str:
+    """``path`` relative to the current folder when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def how_to_create_reports(reports_dir: Path) -> str:
+    """The commands that write the zoo reports the ``--zoo`` view reads."""
+    from auditkit.zoo import zoo_dir
+
+    return (f"make reports    # in a checkout of the repository; or, per model:\n"
+            f"auditkit scan {_short(zoo_dir())}/MODEL/model.pt --out {_short(reports_dir)}/MODEL")
+
+
+# ----------------------------------------------------------------------------- headline metrics
+
+
+@dataclass
+class Metric:
+    """A headline figure with its 95% interval and sample count (None where the result has none).
+
+    ``kind``: ``"rate"`` (a proportion shown as a percentage), ``"score"`` (AUC, ECE),
+    ``"distance"`` (FID) or ``"count"``. ``higher_is_better`` says which way is good.
+    """
+
+    key: str
+    label: str
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int | None = None
+    kind: str = "score"
+    higher_is_better: bool = True
+
+    def fmt(self, v: float | None) -> str:
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return "—"
+        if self.kind == "rate":
+            return f"{100 * v:.1f}%"
+        if self.kind == "distance":
+            return f"{v:.2f}"
+        if self.kind == "count":
+            return f"{v:.0f}"
+        return f"{v:.3f}"
+
+    @property
+    def value_text(self) -> str:
+        return self.fmt(self.value)
+
+    @property
+    def ci_text(self) -> str:
+        if self.ci_low is None or self.ci_high is None:
+            return ""
+        return f"95% CI [{self.fmt(self.ci_low)}, {self.fmt(self.ci_high)}]"
+
+    @property
+    def text(self) -> str:
+        """``value [lo, hi] (n=N)`` for tables."""
+        parts = [self.value_text]
+        if self.ci_low is not None and self.ci_high is not None:
+            parts.append(f"[{self.fmt(self.ci_low)}, {self.fmt(self.ci_high)}]")
+        if self.n is not None:
+            parts.append(f"n={self.n}")
+        return " ".join(parts)
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _metric_from(key: str, label: str, d: Any, kind: str = "score", higher: bool = True) -> Metric | None:
+    """A Metric from ``{"value", "ci_low", "ci_high", "n"}`` (or a bare number)."""
+    if isinstance(d, dict):
+        if _num(d.get("value")) is None:
+            return None
+        n = d.get("n")
+        return Metric(key, label, _num(d.get("value")), _num(d.get("ci_low")), _num(d.get("ci_high")),
+                      int(n) if isinstance(n, (int, float)) else None, kind, higher)
+    if _num(d) is None:
+        return None
+    return Metric(key, label, _num(d), kind=kind, higher_is_better=higher)
+
+
+def middle(values: Iterable[float]) -> float:
+    """The middle positive value of an eps / budget grid (the headline point), 0 if none."""
+    positive = sorted(v for v in (_num(x) for x in values) if v is not None and v > 0)
+    return positive[len(positive) // 2] if positive else 0.0
+
+
+Y_KEYS = ("robust_accuracy", "evasion_rate", "evasion", "value")
+
+
+def curve_points(curve: list[dict[str, Any]] | None, y_keys: tuple[str, ...] = Y_KEYS) -> list[dict[str, Any]]:
+    """Normalise a robustness curve to ``[{"x", "y", "lo", "hi", "n"}]``.
+
+    Accepts the image ensemble's points (``eps``, ``robust_accuracy``, ``ci_low``...), text
+    (``k``), tabular (``budget`` with ``evasion`` or ``evasion_rate``), the figure flat or as
+    ``{"value", "ci_low", "ci_high", "n"}``; ``y_keys`` names the figure (first one present).
+    Points without a number are dropped.
+    """
+    out = []
+    for p in curve or []:
+        if not isinstance(p, dict):
+            continue
+        x = next((_num(p[k]) for k in ("eps", "k", "budget") if k in p), None)
+        y_raw: Any = next((p[k] for k in y_keys if k in p), None)
+        lo, hi, n = p.get("ci_low"), p.get("ci_high"), p.get("n")
+        if isinstance(y_raw, dict):
+            lo, hi, n = y_raw.get("ci_low", lo), y_raw.get("ci_high", hi), y_raw.get("n", n)
+            y_raw = y_raw.get("value")
+        y = _num(y_raw)
+        if x is None or y is None:
+            continue
+        out.append({"x": x, "y": y, "lo": _num(lo), "hi": _num(hi), "n": n})
+    return out
+
+
+def _point_at(points: list[dict[str, Any]], x: float) -> dict[str, Any] | None:
+    return min(points, key=lambda p: abs(p["x"] - x)) if points else None
+
+
+def threat_models(audit: Audit) -> dict[str, dict[str, Any]]:
+    """The image ensemble's threat models ``{norm: section}`` ({} when absent)."""
+    rob = audit.data("robustness") or {}
+    tms = rob.get("threat_models")
+    return {k: v for k, v in tms.items() if isinstance(v, dict)} if isinstance(tms, dict) else {}
+
+
+def robustness_series(audit: Audit) -> dict[str, dict[str, Any]]:
+    """Every robustness curve of an audit, keyed by a chart id, as
+    ``{"points", "x_title", "y_title", "title", "source"}`` (normalised by :func:`curve_points`).
+
+    Ids: ``linf`` / ``l2`` (images; the fine curve), ``text`` / ``text-unconstrained`` (word
+    substitutions, label-preserving and not), ``embedding`` (text embedding-space diagnostic),
+    ``tabular`` (evasion under a cost budget), ``disc-real`` / ``disc-fake`` (GAN discriminator).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    base = "sections.robustness.data"
+    for norm, tm in threat_models(audit).items():
+        key = "fine_curve" if tm.get("fine_curve") else "curve"
+        out[norm] = {"points": curve_points(tm.get(key)), "x_title": f"ε ({NORM_LABEL.get(norm, norm)} radius)",
+                     "y_title": "robust accuracy", "title": f"{NORM_LABEL.get(norm, norm)} robust accuracy",
+                     "source": f"{base}.threat_models.{norm}.{key}", "grid": curve_points(tm.get("curve")),
+                     "caption": "Accuracy under attack: the per-sample worst case over the attacks each audit ran."}
+    rob = audit.data("robustness") or {}
+
+    def add(key: str, d: Any, path: str, x_title: str, y_title: str, title: str, caption: str,
+            y_keys: tuple[str, ...] = Y_KEYS) -> None:
+        pts = curve_points(d.get("curve"), y_keys) if isinstance(d, dict) else []
+        if pts:
+            out[key] = {"points": pts, "x_title": x_title, "y_title": y_title, "title": title,
+                        "source": f"{base}.{path}.curve", "caption": caption}
+
+    text = rob.get("text") if isinstance(rob.get("text"), dict) else {}
+    words = "word substitutions (k)"
+    still = "Share of sentences still classified correctly after up to k word substitutions"
+    add("text", text, "text", words, "robust accuracy", "Robust accuracy under word substitutions",
+        still + ".")  # flat form
+    add("text", text.get("label_preserving"), "text.label_preserving", words, "robust accuracy",
+        "Robust accuracy under label-preserving word substitutions",
+        still + " that keep the true label (the realistic attack).")
+    add("text-unconstrained", text.get("unconstrained"), "text.unconstrained", words, "robust accuracy",
+        "Robust accuracy under any neighbour substitution",
+        still + " among embedding neighbours, which may change the true label: an upper bound on vulnerability.")
+    add("embedding", rob.get("embedding_diagnostic"), "embedding_diagnostic", "ε (L2 in embedding space)",
+        "robust accuracy", "Embedding-space diagnostic",
+        "Accuracy under perturbations of the word embeddings: a smoothness diagnostic, not a realisable attack.")
+    add("tabular", rob.get("tabular"), "tabular", "cost budget", "evasion rate (lower is better)",
+        "Evasion of caught positives",
+        "Share of caught positives that slip through with changes costing at most the budget, under the "
+        "card's feature constraints.")
+    disc = rob.get("discriminator")
+    add("disc-real", disc, "discriminator", "ε (L∞ radius)", "share still judged real",
+        "Discriminator: real images still judged real", "Real images pushed towards 'fake' within ε.",
+        ("real_judged_real",))
+    add("disc-fake", disc, "discriminator", "ε (L∞ radius)", "share still judged fake",
+        "Discriminator: generated images still judged fake", "Generated images pushed towards 'real' within ε.",
+        ("fake_judged_fake",))
+    return out
+
+
+def headline_metrics(audit: Audit) -> list[Metric]:
+    """The audit's headline figures: accuracy, ECE, PR-AUC/ROC-AUC when present, robust accuracy
+    at the middle ε of each norm, text/tabular robustness at the middle budget, GAN quality."""
+    out: list[Metric] = []
+    perf = audit.data("performance") or {}
+    for m in (
+        _metric_from("accuracy", "Accuracy", perf.get("accuracy"), "rate"),
+        _metric_from("ece", "ECE (calibration error)", (perf.get("calibration") or {}).get("ece"), "score", False),
+        _metric_from("pr_auc", "PR-AUC", perf.get("pr_auc")),
+        _metric_from("roc_auc", "ROC-AUC", perf.get("roc_auc")),
+    ):
+        if m is not None:
+            out.append(m)
+    for key, s in robustness_series(audit).items():
+        pts = s.get("grid") or s["points"]
+        mid = middle(p["x"] for p in pts)
+        p = _point_at(pts, mid)
+        if p is None:
+            continue
+        if key in NORM_LABEL:
+            label = f"Robust accuracy ({NORM_LABEL[key]}, ε={mid:g})"
+        elif key == "text":
+            label = f"Robust accuracy (k={mid:g} word substitutions)"
+        elif key == "tabular":
+            label = f"Evasion rate (cost ≤ {mid:g})"
+        else:  # diagnostics and upper bounds: charts only, no headline
+            continue
+        out.append(Metric(f"robust-{key}", label, p["y"], p["lo"], p["hi"],
+                          int(p["n"]) if isinstance(p["n"], (int, float)) else None, "rate", key != "tabular"))
+    gan = audit.data("gan") or {}
+    quality, coverage = gan.get("quality") or {}, gan.get("coverage") or {}
+    for m in (
+        _metric_from("fid", "FID (generated vs test)", quality.get("fid"), "distance", False),
+        _metric_from("fid_ref", "FID reference (train vs test)", quality.get("fid_real_vs_real"), "distance", False),
+        _metric_from("coverage", "Classes covered (judge)", coverage.get("classes_covered"), "count"),
+        _metric_from("near_copies", "Near-copies of training images",
+                     (gan.get("memorisation") or {}).get("near_copy_fraction"), "rate", False),
+        _metric_from("disc_auc", "Discriminator AUC (real vs generated)",
+                     ((gan.get("discriminator") or {}).get("realness") or {}).get("auc_real_vs_fake")),
+    ):
+        if m is not None:
+            out.append(m)
+    return out
+
+
+def headline_table(audits: list[Audit]) -> list[dict[str, str]]:
+    """Rows ``{"metric": label, <audit label>: "value [lo, hi] n=N" or "—"}`` (first-seen order)."""
+    rows: dict[str, dict[str, str]] = {}
+    for a in audits:
+        for m in headline_metrics(a):
+            rows.setdefault(m.label, {"metric": m.label})[a.label] = m.text
+    return [{"metric": r["metric"], **{a.label: r.get(a.label, "—") for a in audits}} for r in rows.values()]
+
+
+def findings_summary(audits: list[Audit]) -> list[dict[str, Any]]:
+    """Rows ``{"audit", "high", "medium", "low", "total"}``: findings counted by severity."""
+    rows = []
+    for a in audits:
+        counts = {s: sum(1 for f in a.result.findings if f.severity == s) for s in SEVERITIES}
+        rows.append({"audit": a.label, **counts, "total": sum(counts.values())})
+    return rows
+
+
+def findings_by_severity(audit: Audit) -> dict[str, list[Any]]:
+    """``{severity: [Finding, ...]}`` for high, medium, low (empty lists kept)."""
+    return {s: [f for f in audit.result.findings if f.severity == s] for s in SEVERITIES}
+
+
+STATUS_MARK = {"pass": "pass", "warn": "WARN", "fail": "FAIL", "skip": "skipped", "skipped": "skipped"}
+
+
+def masking_table(audits: list[Audit]) -> list[dict[str, str]]:
+    """The gradient-masking checklist: rows ``{"check", <audit>: status}`` over the audits that
+    have one (empty when none has)."""
+    rows: dict[str, dict[str, str]] = {}
+    with_masking = []
+    for a in audits:
+        masking = (a.data("robustness") or {}).get("masking")
+        if not isinstance(masking, dict):
+            continue
+        with_masking.append(a)
+        for c in masking.get("checks") or []:
+            rows.setdefault(c["name"], {"check": c["name"]})[a.label] = STATUS_MARK.get(c.get("status"), str(c.get("status")))
+    return [{"check": r["check"], **{a.label: r.get(a.label, "—") for a in with_masking}} for r in rows.values()]
+
+
+def masking_verdicts(audits: list[Audit]) -> dict[str, bool]:
+    """``{audit: gradient masking suspected}`` for the audits with a checklist."""
+    out = {}
+    for a in audits:
+        masking = (a.data("robustness") or {}).get("masking")
+        if isinstance(masking, dict):
+            out[a.label] = bool(masking.get("suspected"))
+    return out
+
+
+# Figures left out of the baselines table: per-feature lists, run-dependent timings, bookkeeping.
+_BASELINE_SKIP = ("importance.", "ranks.", "timings", "n_bins", ".test", "_only_correct")
+
+
+def _flatten_metrics(d: Any, prefix: str = "", depth: int = 0) -> dict[str, str]:
+    """Scalars and ``{"value", "ci_low", "ci_high"}`` leaves of a nested dict as ``{path: text}``."""
+    out: dict[str, str] = {}
+    if not isinstance(d, dict) or depth > 4:
+        return out
+    for k, v in d.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict) and "value" in v:
+            m = _metric_from(path, path, v)
+            if m is not None:
+                out[path] = m.text
+        elif isinstance(v, dict):
+            out.update(_flatten_metrics(v, path + ".", depth + 1))
+        elif isinstance(v, (bool, str)):
+            out[path] = str(v)
+        elif _num(v) is not None:
+            out[path] = f"{float(v):.4g}"
+    return out
+
+
+def baseline_table(audit: Audit) -> list[dict[str, str]]:
+    """The ``baselines`` section as rows ``{"figure": path, "network": text, <baseline>: text}``.
+
+    The section holds ``baselines`` (name → figures) and ``network`` (the same figures for the
+    audited model); nested figures are flattened to dotted paths (intervals as
+    ``value [lo, hi] n=N``), leaving out per-feature lists and timings. Empty without a section.
+    """
+    data = audit.data("baselines")
+    if not data or not isinstance(data.get("baselines"), dict):
+        return []
+    models = {}
+    if isinstance(data.get("network"), dict):
+        models["network"] = _flatten_metrics(data["network"])
+    for name, figures in data["baselines"].items():
+        if isinstance(figures, dict):
+            models[str(name)] = _flatten_metrics(figures)
+    paths: list[str] = []
+    for flat in models.values():
+        paths += [p for p in flat if p not in paths and not any(s in p for s in _BASELINE_SKIP)]
+    return [{"figure": p, **{name: flat.get(p, "—") for name, flat in models.items()}} for p in paths]
+
+
+def baseline_verdict(audit: Audit) -> str | None:
+    """The baselines section's one-sentence verdict, if any."""
+    v = (audit.data("baselines") or {}).get("verdict")
+    return str(v) if v else None
+
+
+# ----------------------------------------------------------------------------- charts added here
+
+
+def _chart(fig: go.Figure, caption: str, source: str, height: int) -> Chart:
+    fig.layout.template = None
+    spec = json.loads(fig.to_json())
+    spec["layout"].pop("template", None)
+    return Chart(spec, caption, source, height)
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    h = hex_colour.lstrip("#")
+    return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
+
+
+def curve_overlay(series: dict[str, list[dict[str, Any]]], x_title: str, y_title: str, caption: str,
+                  source: str) -> Chart:
+    """Several audits' curves on one chart: one colour per audit, each with its 95% band.
+
+    ``series``: ``{audit label: points from curve_points}``. (A chart for charts.py: the report
+    shows one audit, the dashboard compares several.)
+    """
+    fig = go.Figure()
+    for i, (name, pts) in enumerate(series.items()):
+        colour = COLORWAY[i % len(COLORWAY)]
+        xs = sig([p["x"] for p in pts])
+        if all(p["lo"] is not None and p["hi"] is not None for p in pts) and pts:
+            fig.add_trace(go.Scatter(x=xs, y=sig([p["hi"] for p in pts]), mode="lines", line={"width": 0},
+                                     hoverinfo="skip", showlegend=False, legendgroup=name))
+            fig.add_trace(go.Scatter(x=xs, y=sig([p["lo"] for p in pts]), mode="lines", line={"width": 0},
+                                     fill="tonexty", fillcolor=_rgba(colour, 0.15), hoverinfo="skip",
+                                     showlegend=False, legendgroup=name))
+        fig.add_trace(go.Scatter(x=xs, y=sig([p["y"] for p in pts]), mode="lines+markers" if len(pts) < 15 else "lines",
+                                 name=name, legendgroup=name, line={"color": colour, "width": 2.5},
+                                 hovertemplate=f"{name} · %{{x}}: %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(height=360, legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+                      margin={"l": 60, "r": 20, "t": 50, "b": 50},
+                      xaxis={"title": {"text": x_title}}, yaxis={"title": {"text": y_title}, "range": [-0.02, 1.02]})
+    return _chart(fig, caption, source, 360)
+
+
+def signed_feature_bars(attributions: dict[str, dict[str, float | None]], inputs: dict[str, Any],
+                        source: str) -> Chart:
+    """One tabular sample's attributions: a panel of signed bars per method (red pushes towards
+    the explained class, blue away), each scaled to its largest |value|; hover shows the raw
+    attribution and the feature's value. (A chart for charts.py.)"""
+    methods = list(attributions)
+    feats = list(inputs) or list(next(iter(attributions.values()), {}))
+
+    def scaled(m: str) -> dict[str, float]:
+        vals = {f: float(attributions[m].get(f) or 0.0) for f in feats}
+        top = max((abs(v) for v in vals.values()), default=0.0) or 1.0
+        return {f: v / top for f, v in vals.items()}
+
+    scaled_all = {m: scaled(m) for m in methods}
+    order = sorted(feats, key=lambda f: sum(abs(scaled_all[m][f]) for m in methods))
+    cols = max(1, len(methods))
+    fig = make_subplots(rows=1, cols=cols, shared_yaxes=True, subplot_titles=methods,
+                        horizontal_spacing=min(0.03, 0.3 / cols))
+    for c, m in enumerate(methods, start=1):
+        xs = [scaled_all[m][f] for f in order]
+        fig.add_trace(go.Bar(
+            y=order, x=sig(xs), orientation="h", showlegend=False,
+            marker={"color": ["rgb(178,24,43)" if v >= 0 else "rgb(33,102,172)" for v in xs]},
+            customdata=[[sig(attributions[m].get(f)), inputs.get(f)] for f in order],
+            hovertemplate=f"{m} · %{{y}} = %{{customdata[1]}}: attribution %{{customdata[0]}}<extra></extra>"),
+            row=1, col=c)
+        fig.update_xaxes(range=[-1.05, 1.05], row=1, col=c)
+    for ann in fig.layout.annotations:
+        ann.font = {"size": 10}
+    height = min(900, max(300, 24 * len(order) + 90))
+    fig.update_layout(height=height, margin={"l": 170, "r": 10, "t": 40, "b": 30})
+    return _chart(fig, "Attributions of this sample per method, scaled to each method's largest |value| "
+                  "(red: towards the explained class; blue: away from it).", source, height)
+
+
+def _chunk(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+
+
+def attribution_grid(item: dict[str, Any], titles: dict[str, str], zrange: tuple[float, float],
+                     overlay: bool, source: str, per_row: int = 5, head: str | None = None,
+                     caption: str | None = None) -> Chart:
+    """One image sample: the input, then each method's signed map (over the input if ``overlay``).
+
+    ``item`` is an attributions-gallery entry (``input`` ``[H][W]`` or ``[H][W][C]``, each
+    attribution ``[H][W]``); ``titles`` maps method ids to names; ``head`` replaces the input
+    panel's title (label and prediction) and ``caption`` the chart's."""
+    kind, img = as_image(item["input"])
+    head = head or (f"input · label {item.get('label_name') or item.get('label')} · pred "
+                    f"{item.get('prediction_name') or item.get('prediction')}")
+    panels: list[Panel | None] = [Panel(img, head, kind=kind, zrange=zrange)]  # type: ignore[arg-type]
+    for m, a in (item.get("attributions") or {}).items():
+        panels.append(Panel(a, titles.get(m, m), kind="signed", under=img if overlay else None, zrange=zrange,
+                            hover=m))
+    return image_grid(_chunk(panels, per_row), caption or "The input and each method's attribution map (red: "
+                      "evidence for the explained class, blue: against; each map scaled to its own largest |value|).",
+                      source, cell_px=150)
+
+
+def _signed_2d(z: Any, shape: list[int] | None) -> Any:
+    kind, img = as_image(z, shape)
+    if kind == "rgb":  # sum the channels of an RGB perturbation into one signed map
+        return [[sum(c or 0.0 for c in px) for px in row] for row in img]
+    return img
+
+
+def adversarial_grid(item: dict[str, Any], class_name: Any, zrange: tuple[float, float], norm: str,
+                     source: str) -> Chart:
+    """Clean input, adversarial input and the perturbation of one sample, with predictions.
+
+    ``item`` holds ``clean``, ``adversarial``, ``perturbation`` (channel-first nested lists of
+    ``shape``), ``label``, ``clean_pred``, ``adv_pred`` and ``norm`` (as the robustness gallery
+    and :func:`live_attack` give them); ``class_name`` maps a class index to its name."""
+    shape = item.get("shape")
+    ck, clean = as_image(item["clean"], shape)
+    ak, adv = as_image(item["adversarial"], shape)
+    pert = _signed_2d(item["perturbation"], shape)
+    size = _num(item.get("norm"))
+    panels = [
+        Panel(clean, f"clean · pred {class_name(item.get('clean_pred'))} (label {class_name(item.get('label'))})",
+              kind=ck, zrange=zrange),  # type: ignore[arg-type]
+        Panel(adv, f"adversarial · pred {class_name(item.get('adv_pred'))}", kind=ak, zrange=zrange),  # type: ignore[arg-type]
+        Panel(pert, f"perturbation · {NORM_LABEL.get(norm, norm)} norm {size:.3g}" if size is not None
+              else "perturbation", kind="signed", hover="δ"),
+    ]
+    return image_grid([panels], "Clean input, adversarial input and the perturbation between them "
+                      "(red: pixel increased, blue: decreased).", source, cell_px=170)
+
+
+def sample_grid(images: list[Any], titles: list[str], zrange: tuple[float, float], caption: str, source: str,
+                per_row: int = 8) -> Chart:
+    """Small multiples of images (GAN samples, memorisation pairs)."""
+    panels: list[Panel | None] = []
+    for z, t in zip(images, titles):
+        kind, img = as_image(z)
+        panels.append(Panel(img, t, kind=kind, zrange=zrange))  # type: ignore[arg-type]
+    return image_grid(_chunk(panels, per_row), caption, source, cell_px=100)
+
+
+def token_highlight_html(tokens: list[str], scores: list[float | None]) -> str:
+    """Tokens as HTML spans shaded by their score (red positive, blue negative), scaled to the
+    largest |score|; tokens are escaped, the hover shows the score."""
+    vals = [_num(s) or 0.0 for s in scores]
+    top = max((abs(v) for v in vals), default=0.0) or 1.0
+    spans = []
+    for tok, v in zip(tokens, vals):
+        a = min(1.0, abs(v) / top)
+        colour = f"rgba(178,24,43,{a:.2f})" if v >= 0 else f"rgba(33,102,172,{a:.2f})"
+        fg = "white" if a > 0.6 else "inherit"
+        spans.append(f'<span title="{v:.4g}" style="background:{colour};color:{fg};padding:1px 3px;'
+                     f'margin:1px;border-radius:3px;display:inline-block">{html.escape(str(tok))}</span>')
+    return "".join(spans)
+
+
+# ----------------------------------------------------------------------------- sample explorer
+
+
+@dataclass
+class SampleRef:
+    """A sample of the test split that some section of the audit shows."""
+
+    test_index: int
+    label: int | None
+    attribution_item: dict[str, Any] | None = None
+    record_row: int | None = None  # row in the robustness records / tabular attacked set
+    in_robustness_gallery: bool = False
+    text_examples: dict[str, dict[str, Any]] = field(default_factory=dict)  # run -> flipped example
+
+    @property
+    def where(self) -> list[str]:
+        out = []
+        if self.attribution_item is not None:
+            out.append("attributions")
+        if self.record_row is not None:
+            out.append("robustness")
+        if self.in_robustness_gallery:
+            out.append("adversarial example")
+        if self.text_examples:
+            out.append("word substitutions")
+        return out
+
+
+def _at(lst: Any, i: int) -> Any:
+    return lst[i] if isinstance(lst, list) and 0 <= i < len(lst) else None
+
+
+def sample_catalogue(audit: Audit) -> list[SampleRef]:
+    """The samples the explorer can show, by test-split index: those of the attributions gallery
+    and of the robustness records (image ensemble, tabular attack), sorted by index."""
+    refs: dict[int, SampleRef] = {}
+    attr = audit.data("attributions") or {}
+    a_index = attr.get("sample_index") or []
+    for item in attr.get("gallery") or []:
+        t = _at(a_index, int(item.get("index", -1)))
+        t = int(t) if t is not None else int(item.get("index", 0))
+        refs.setdefault(t, SampleRef(t, item.get("label"))).attribution_item = item
+    rob = audit.data("robustness") or {}
+    r_index = rob.get("sample_index") or []
+    for tm in threat_models(audit).values():
+        records = tm.get("records") or {}
+        labels = records.get("label") or []
+        for row, i in enumerate(records.get("index") or []):
+            t = _at(r_index, int(i))
+            t = int(t) if t is not None else int(i)
+            ref = refs.setdefault(t, SampleRef(t, _at(labels, row)))
+            ref.record_row = row
+        for g in tm.get("gallery") or []:
+            t = _at(r_index, int(g["index"]))
+            t = int(t) if t is not None else int(g["index"])
+            refs.setdefault(t, SampleRef(t, g.get("label"))).in_robustness_gallery = True
+    tab = rob.get("tabular") if isinstance(rob.get("tabular"), dict) else {}
+    t_index = tab.get("sample_index") or []
+    positive = audit.card.get("positive_class")
+    # The tabular attack runs on caught positives: their label is the positive class.
+    pos_label = audit.class_names.index(positive) if positive in audit.class_names else None
+    for row, entry in enumerate(tab.get("cheapest") or []):
+        t = _at(t_index, int(entry.get("index", row)))
+        t = int(t) if t is not None else int(entry.get("index", row))
+        ref = refs.setdefault(t, SampleRef(t, pos_label))
+        ref.record_row = row
+        ref.in_robustness_gallery = bool(entry.get("success"))
+    text = rob.get("text") if isinstance(rob.get("text"), dict) else {}
+    for run in TEXT_RUNS:
+        for ex in (text.get(run) or {}).get("examples") or []:
+            t = _at(r_index, int(ex.get("index", 0)))
+            t = int(t) if t is not None else int(ex.get("index", 0))
+            label = ex.get("label")
+            label = audit.class_names.index(label) if label in audit.class_names else label
+            refs.setdefault(t, SampleRef(t, label)).text_examples[run] = ex
+    return [refs[k] for k in sorted(refs)]
+
+
+TEXT_RUNS = {"label_preserving": "Label-preserving substitutions",
+             "unconstrained": "Any neighbour substitution (upper bound)"}
+
+
+def substitution_html(example: dict[str, Any]) -> str:
+    """A text attack example: the adversarial sentence with each substituted word highlighted
+    and the original struck through (escaped HTML)."""
+    tokens = str(example.get("adversarial", "")).split()
+    subs = {int(s["position"]): s for s in example.get("substitutions") or [] if "position" in s}
+    out = []
+    for i, tok in enumerate(tokens):
+        if i in subs:
+            out.append(f'<span style="background:rgba(237,201,72,0.55);padding:1px 3px;border-radius:3px">'
+                       f'<s>{html.escape(str(subs[i].get("from", "")))}</s> {html.escape(tok)}</span>')
+        else:
+            out.append(html.escape(tok))
+    return " ".join(out)
+
+
+def sample_option(audit: Audit, ref: SampleRef) -> str:
+    """The explorer's label of a sample."""
+    label = f" · label {audit.class_name(ref.label)}" if ref.label is not None else ""
+    return f"test #{ref.test_index}{label} ({', '.join(ref.where)})"
+
+
+def sample_robustness(audit: Audit, ref: SampleRef, norm: str, eps: float, attack: str | None) -> dict[str, Any] | None:
+    """What the records say about one sample at ``eps`` (image ensemble).
+
+    Returns ``{"rows": [{"attack", "result", "smallest ‖δ‖"}], "verdict": text, "broken": bool,
+    "gallery": gallery item or None, "gallery_note": text}``; ``attack`` None means the worst
+    case over all attacks. None when the audit has no records for ``norm``.
+    """
+    tm = threat_models(audit).get(norm)
+    if tm is None or ref.record_row is None:
+        return None
+    rec = tm.get("records") or {}
+    row = ref.record_row
+    grid = [float(e) for e in tm.get("epsilons") or []]
+    tol = float(tm.get("tolerance") or 0.0)
+    k = min(range(len(grid)), key=lambda j: abs(grid[j] - eps)) if grid else None
+    per = rec.get("per_attack") or {}
+    rows = []
+    for name in tm.get("attacks") or list(per):
+        a = per.get(name) or {}
+        s = _at(_at(a.get("success_at_eps"), row), k) if k is not None else None
+        result = "not run (already broken)" if s is None else ("fooled" if s else "held")
+        mn = _num(_at(a.get("min_norm"), row))
+        rows.append({"attack": name, f"at ε={eps:g}": result, "smallest ‖δ‖ found": "—" if mn is None else f"{mn:.4g}"})
+    correct = bool(_at(rec.get("clean_correct"), row))
+    if attack is None:
+        norm_found = _num(_at(rec.get("min_norm"), row))
+        by = _at(rec.get("broken_by"), row)
+    else:
+        norm_found = _num(_at((per.get(attack) or {}).get("min_norm"), row))
+        by = attack
+    who = "any attack" if attack is None else attack
+    if not correct:
+        verdict, broken = "misclassified without any perturbation", True
+    elif norm_found is not None and norm_found <= (eps + tol if eps > 0 else 0.0):
+        verdict, broken = f"broken at ε={eps:g}: {by} found ‖δ‖ = {norm_found:.4g} ≤ ε", True
+    else:
+        extra = f" (smallest found by {who}: {norm_found:.4g})" if norm_found is not None else f" ({who} found none)"
+        verdict, broken = f"robust at ε={eps:g}: no adversarial example within ε{extra}", False
+    item = None
+    r_index = (audit.data("robustness") or {}).get("sample_index") or []
+    for g in tm.get("gallery") or []:
+        t = _at(r_index, int(g["index"]))
+        if (int(t) if t is not None else int(g["index"])) == ref.test_index:
+            item = g
+    note = ""
+    if item is not None:
+        n = _num(item.get("norm")) or 0.0
+        note = (f"The results keep the smallest adversarial example found (by {item.get('attack')}, "
+                f"‖δ‖ = {n:.4g}); it is adversarial at every ε ≥ {n:.4g}.")
+        if eps + tol < n:
+            note += f" At ε={eps:g} it lies outside the ball: recompute this sample in Live mode for ε={eps:g}."
+    return {"rows": rows, "verdict": verdict, "broken": broken, "gallery": item, "gallery_note": note}
+
+
+def tabular_evasion(audit: Audit, ref: SampleRef) -> dict[str, Any] | None:
+    """The tabular attack's cheapest evasion of one sample (``cheapest`` entry), or None."""
+    tab = (audit.data("robustness") or {}).get("tabular")
+    if not isinstance(tab, dict) or ref.record_row is None:
+        return None
+    return _at(tab.get("cheapest"), ref.record_row)
+
+
+# ----------------------------------------------------------------------------- models and live mode
+
+
+def resolve_model_path(audit: Audit) -> tuple[Path | None, str]:
+    """Find the audited model file from the results' provenance.
+
+    ``model_path`` is as the scan was given it (often relative to where it ran): tried as is,
+    against the current folder, the results file's folder and its parents, and the zoo folder.
+    Returns ``(path or None, note)``; the note warns when the file's sha256 differs from the one
+    recorded (the model changed since the audit).
+    """
+    from auditkit.loading import sha256_file
+
+    raw = Path(audit.result.provenance.model_path)
+    candidates = [raw] if raw.is_absolute() else [Path.cwd() / raw]
+    if not raw.is_absolute() and audit.path is not None:
+        candidates += [parent / raw for parent in list(audit.path.resolve().parents)[:6]]
+    if len(raw.parts) >= 2:
+        from auditkit.zoo import zoo_dir
+
+        candidates.append(zoo_dir() / raw.parts[-2] / raw.name)
+    for c in candidates:
+        if c.is_file():
+            recorded = audit.result.provenance.model_sha256
+            if recorded and sha256_file(c) != recorded:
+                return c, (f"{c} differs from the audited file (sha256 changed since the audit); live "
+                           "results may not match the stored ones")
+            return c, ""
+    return None, (f"the audited model {raw} was not found (looked in the current folder, beside the "
+                  "results and in the zoo); upload it or give its path")
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=8)
+def _load_model_cached(path: str, mtime_ns: int, size: int, card: str | None, arch: str | None) -> "AuditModel":
+    from auditkit.loading import load_model
+
+    # Never trust_pickle: a pickled module is refused with load_model's explanation.
+    return load_model(path, card=Path(card) if card else None, arch=arch, device="cpu")
+
+
+def load_model_safely(path: str | Path, card: str | Path | None = None, arch: str | None = None) -> "AuditModel":
+    """Load a model file for live mode through :func:`~auditkit.loading.load_model` WITHOUT
+    ``trust_pickle`` (cached by path and modification time).
+
+    ``arch`` must be a registered architecture: the dashboard never imports user code.
+    Raises :class:`~auditkit.loading.UnsafeModelError` for a pickled module, and
+    ModelLoadError / ModelInputError / CardError for other unusable input.
+    """
+    from auditkit.loading import ModelInputError
+    from auditkit.zoo.models import list_architectures
+
+    if arch is not None and arch not in list_architectures():
+        raise ModelInputError(f"architecture {arch!r} is not registered; the dashboard only builds registered "
+                              f"architectures ({', '.join(list_architectures())}); use the CLI's --arch for your own")
+    p = Path(path)
+    if not p.is_file():
+        raise ModelInputError(f"model file {p} does not exist")
+    return _load_model_cached(*_file_key(p), str(card) if card else None, arch)
+
+
+def save_upload(data: bytes, filename: str, folder: Path) -> Path:
+    """Write uploaded bytes under ``folder`` with a safe name keeping only the extension
+    (``model.<ext>``; ``.card.json`` sidecars keep their role). Returns the path."""
+    name = Path(filename).name.lower()
+    if name.endswith(".card.json") or name.endswith(".json"):
+        target = folder / "model.card.json"
+    else:
+        suffix = Path(name).suffix if Path(name).suffix.lstrip(".") in UPLOAD_TYPES else ".bin"
+        target = folder / f"model{suffix}"
+    folder.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return target
+
+
+def unsafe_message(exc: Exception) -> str:
+    """The refusal shown for a pickled file: load_model's explanation, minus the CLI-only option."""
+    text = str(exc).replace("; or pass --trust-pickle if you trust this file", "")
+    return (f"Refused: {text}. The dashboard never loads pickled modules (it cannot know the file is safe); "
+            "convert the file as described, or scan it with `auditkit scan --trust-pickle` if you trust it.")
+
+
+@st.cache_resource(show_spinner="Loading data…", max_entries=4)
+def _load_data_cached(spec: str, card_json: str) -> "AuditData":
+    from auditkit.card import AuditCard
+    from auditkit.data import load_data
+
+    return load_data(spec, card=AuditCard.model_validate_json(card_json))
+
+
+def live_data(model: "AuditModel", spec: str | None) -> "AuditData":
+    """The dataset for live samples: ``spec`` (the audit's data spec) or the card's dataset."""
+    from auditkit.data import DataError
+
+    spec = spec or model.card.dataset
+    if not spec:
+        raise DataError("the card names no dataset; live mode needs one (set 'dataset' in the card)")
+    return _load_data_cached(spec, model.card.model_dump_json())
+
+
+def live_indices(audit: Audit | None, n: int) -> list[int]:
+    """Test-split indices of the live samples: the audit's explained samples, else 0..n-1."""
+    n = max(1, min(int(n), LIVE_MAX_SAMPLES))
+    if audit is not None:
+        for section in ("attributions", "robustness"):
+            idx = (audit.data(section) or {}).get("sample_index")
+            if idx:
+                return [int(i) for i in idx[:n]]
+    return list(range(n))
+
+
+def live_inputs(model: "AuditModel", data: "AuditData", indices: list[int]) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """``(x [n, ...], y [n])`` tensors of the test samples ``indices`` (at most 8)."""
+    import torch
+
+    if not indices:
+        raise DashboardError("pick at least one sample")
+    if len(indices) > LIVE_MAX_SAMPLES:
+        raise DashboardError(f"live mode recomputes at most {LIVE_MAX_SAMPLES} samples; got {len(indices)}")
+    bad = [i for i in indices if not 0 <= i < len(data.y_test)]
+    if bad:
+        raise DashboardError(f"sample indices {bad} are outside the test split (0..{len(data.y_test) - 1})")
+    x = model.to_input(data.x_test[indices])
+    y = torch.as_tensor(data.y_test[indices], dtype=torch.int64, device=model.device)
+    return x, y
+
+
+def live_methods(model: "AuditModel") -> dict[str, str | None]:
+    """``{method: None if it can run on this model, else the reason}``."""
+    from auditkit.explain.methods import available_methods
+
+    if model.card.task == "gan":
+        return {}
+    return available_methods(model.card, model.module, model.eager)
+
+
+def live_attacks(model: "AuditModel") -> list[str]:
+    """Attacks live mode offers: every registered attack on a float image model with bounds
+    except the slow decision-based ones; none on other tasks (their threat models need the
+    scan: tabular constraints, word substitutions)."""
+    from auditkit.attacks.registry import all_attacks
+
+    card = model.card
+    if card.task != "image-classification" or card.bounds is None or card.input_dtype != "float32":
+        return []
+    return [n for n, s in sorted(all_attacks().items()) if s.family != "decision-based"]
+
+
+def live_attributions(model: "AuditModel", x: "torch.Tensor", y: "torch.Tensor", methods: list[str],
+                      seed: int = 0) -> list[dict[str, Any]]:
+    """Attributions of the predicted class by each of ``methods`` on ``x`` (``[n, ...]``, n ≤ 8),
+    as attributions-gallery items (the same format the results hold)."""
+    import torch
+
+    from auditkit.explain.methods import attribute, gallery
+
+    with _LIVE_LOCK:
+        with torch.no_grad():
+            pred = model.module(x).argmax(1)
+        attrs = {m: attribute(m, model.module, x, pred, model.card, seed=seed).cpu() for m in methods}
+        return gallery(attrs, x.cpu(), y.cpu(), pred.cpu(), list(range(len(x))), model.card, max_items=len(x))
+
+
+def live_attack(model: "AuditModel", x: "torch.Tensor", y: "torch.Tensor", attack: str, eps: float,
+                grid: list[float], seed: int = 0) -> dict[str, Any]:
+    """Attack ``x`` (``[n, ...]``, n ≤ 8) with one registered attack at ``eps`` (quick budget).
+
+    Returns ``{"items": [...], "threat_model": ...}``: ``items`` per sample in the robustness
+    gallery's format plus ``success`` (adversarial within ``eps``) and ``found`` (any adversarial
+    point, for min-norm attacks whatever its size); ``threat_model`` is
+    :func:`~auditkit.attacks.ensemble.run_ensemble` with this attack alone over ``grid``
+    (``to_dict()``: the curve with Wilson intervals).
+    """
+    import torch
+
+    from auditkit.attacks.common import norm_of
+    from auditkit.attacks.ensemble import run_ensemble
+    from auditkit.attacks.registry import get_attack, norm_tolerance
+
+    spec = get_attack(attack)
+    bounds = tuple(model.card.bounds or (0.0, 1.0))
+    tol = norm_tolerance(bounds)  # type: ignore[arg-type]
+    eps = float(eps)
+    with _LIVE_LOCK:
+        out = spec.run(model.module, x, y, [eps] if spec.kind == "fixed-eps" else None, bounds, seed,  # type: ignore[arg-type]
+                       budget="quick")[0]
+        with torch.no_grad():
+            clean_pred = model.module(x).argmax(1).cpu()
+            adv_pred = model.module(out.x_adv).argmax(1).cpu()
+        norms = norm_of(out.x_adv - x, spec.norm).cpu()
+        grid = sorted({0.0, eps, *[float(e) for e in grid]})
+        tm = run_ensemble(model.module, x, y, spec.norm, grid, budget="quick", bounds=bounds, seed=seed,
+                          attacks=[attack]).to_dict()
+    items = []
+    for i in range(len(x)):
+        found = bool(out.success[i])
+        n = float(norms[i])
+        clean, adv = x[i].cpu().numpy(), out.x_adv[i].cpu().numpy()
+        items.append({
+            "index": i, "label": int(y[i]), "clean_pred": int(clean_pred[i]), "adv_pred": int(adv_pred[i]),
+            "found": found, "success": found and (n <= eps + tol if eps > 0 else n == 0.0),
+            "eps": eps, "norm": n, "attack": attack, "shape": list(clean.shape),
+            "clean": clean.round(4).tolist(), "adversarial": adv.round(4).tolist(),
+            "perturbation": (adv - clean).round(4).tolist(),
+        })
+    return {"items": items, "threat_model": tm, "norm": spec.norm, "kind": spec.kind}
+
+
+def live_gan_samples(model: "AuditModel", n: int, seed: int) -> list[Any]:
+    """``n`` (≤ 32) generated images as nested lists ``[H][W]`` (or ``[H][W][C]``) from a seeded draw."""
+    import torch
+
+    n = max(1, min(int(n), 32))
+    latent = model.card.latent_dim or getattr(model.module, "latent_dim", None)
+    if not latent:
+        raise DashboardError("the GAN's card gives no latent_dim; cannot draw samples")
+    g = torch.Generator().manual_seed(int(seed))
+    z = torch.randn(n, int(latent), generator=g).to(model.device)
+    with _LIVE_LOCK, torch.no_grad():
+        was = model.module.training
+        model.module.eval()
+        imgs = model.module(z).cpu().numpy()
+        model.module.train(was)
+    out = []
+    for im in imgs:
+        out.append((im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0)).round(4).tolist())
+    return out
