@@ -5,9 +5,12 @@ PIP     := $(VENV)/bin/pip
 AUDIT   := $(VENV)/bin/auditkit
 STAMP   := $(VENV)/.installed
 PYTHON  ?= python3
-ZOO     := cnn-digits lstm-reviews fraud-mlp gan-digits
+ZOO     := cnn-digits cnn-digits-at lstm-reviews fraud-mlp fraud-mlp-at gan-digits
+# One setting for the committed reports and the CI gate that compares against them.
+REPORT_FLAGS := --budget standard --samples 128 --seed 0 --threads 1 --quiet
+DEFENSES := squeeze-bits,median-filter,defense-gan,smoothing,adversarial-training
 
-.PHONY: install demo test test-fast browser zoo reports bench clean
+.PHONY: install demo test test-fast browser zoo reports gate-zoo bench clean
 
 # torch and torchvision are pinned to the builds this machine serves from local disk
 # (a range in pyproject.toml admits them); everything else comes from pyproject.toml.
@@ -42,8 +45,20 @@ test-fast: install
 zoo: install
 	for m in $(ZOO); do $(AUDIT) zoo train $$m --quiet || exit 1; done
 
+# Regenerate the zoo's committed reports (results.json, report.html, summary.md, junit.xml).
 reports: install
-	for m in $(ZOO); do $(AUDIT) scan zoo/$$m/model.pt --out reports/$$m --quiet || exit 1; done
+	for m in $(ZOO); do \
+	  extra=""; [ $$m = cnn-digits ] && extra="--defense $(DEFENSES)"; \
+	  $(AUDIT) scan zoo/$$m/model.pt --out reports/$$m $(REPORT_FLAGS) $$extra || exit 1; \
+	done
+
+# Dogfood the gate: scan every zoo model as `make reports` does and gate it with the committed
+# policy against the committed results (paired regression test on the per-sample records).
+gate-zoo: install
+	for m in $(ZOO); do \
+	  $(AUDIT) scan zoo/$$m/model.pt --out out/gate/$$m $(REPORT_FLAGS) --no-report \
+	    --gate --policy auditkit.toml --baseline reports/$$m/results.json || exit 1; \
+	done
 
 bench: install
 	$(PY) bench/scan.py
