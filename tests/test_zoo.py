@@ -15,11 +15,11 @@ from auditkit.zoo import get_model, list_architectures, list_models, zoo_dir
 from auditkit.zoo.recipes import get_recipe, train_zoo_model
 from tests.conftest import run_cli
 
-MODELS = ["cnn-digits", "fraud-mlp", "gan-digits", "lstm-reviews"]
+MODELS = ["cnn-digits", "cnn-digits-at", "fraud-mlp", "fraud-mlp-at", "gan-digits", "lstm-reviews"]
 README_SECTIONS = ["## Data", "## Recipe", "## Metrics", "## Intended use", "## Known weaknesses"]
 
 
-def test_the_zoo_lists_the_four_models() -> None:
+def test_the_zoo_lists_its_models() -> None:
     assert list_models() == MODELS
 
 
@@ -65,6 +65,14 @@ def test_committed_metrics_meet_the_targets() -> None:
     gan = m["gan-digits"]
     assert gan["confident_fraction"] >= 0.8
     assert gan["classes_covered"] == 10
+    # Adversarial training: more robust than the undefended model at every eps up to its
+    # training eps (0.1), under the standard suite on the same samples.
+    at = m["cnn-digits-at"]
+    for eps, value in at["robust_accuracy_linf"].items():
+        if 0 < float(eps) <= 0.1:
+            assert value >= at["undefended_robust_accuracy_linf"][eps], eps
+    assert at["robust_accuracy_linf"]["0.1"] >= at["undefended_robust_accuracy_linf"]["0.1"] + 0.1
+    assert at["training_cost"]["ratio"] > 1
 
 
 def test_zoo_cli_list_and_info() -> None:
