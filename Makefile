@@ -8,6 +8,9 @@ PYTHON  ?= python3
 ZOO     := cnn-digits cnn-digits-at lstm-reviews fraud-mlp fraud-mlp-at gan-digits
 # One setting for the committed reports and the CI gate that compares against them.
 REPORT_FLAGS := --budget standard --samples 128 --seed 0 --threads 1 --quiet
+# The CI gate skips the adversarially trained models: attacking a robust model is the slow part,
+# and their reports are regenerated with `make reports` whenever they are retrained.
+ZOO_GATE := cnn-digits lstm-reviews fraud-mlp gan-digits
 DEFENSES := squeeze-bits,median-filter,defense-gan,smoothing,adversarial-training
 
 .PHONY: install demo test test-fast browser zoo reports gate-zoo bench clean
@@ -55,7 +58,7 @@ reports: install
 # Dogfood the gate: scan every zoo model as `make reports` does and gate it with the committed
 # policy against the committed results (paired regression test on the per-sample records).
 gate-zoo: install
-	for m in $(ZOO); do \
+	for m in $(ZOO_GATE); do \
 	  $(AUDIT) scan zoo/$$m/model.pt --out out/gate/$$m $(REPORT_FLAGS) --no-report \
 	    --gate --policy auditkit.toml --baseline reports/$$m/results.json || exit 1; \
 	done
