@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -112,6 +114,12 @@ def check_inputs(x: Tensor, y: Tensor, eps: float, bounds: tuple[float, float]) 
     if y.device != x.device:
         raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
     eps_f = check_eps(eps)
+    lo, hi = check_bounds(x, bounds)
+    return eps_f, lo, hi
+
+
+def check_bounds(x: Tensor, bounds: Any) -> tuple[float, float]:
+    """``(low, high)`` as floats; raise ValueError unless ``low < high`` and ``x`` lies inside."""
     try:
         lo, hi = (float(b) for b in bounds)
     except (TypeError, ValueError):
@@ -120,10 +128,10 @@ def check_inputs(x: Tensor, y: Tensor, eps: float, bounds: tuple[float, float]) 
         raise ValueError(f"bounds must satisfy low < high, got {bounds!r}")
     if x.numel() and (bool(torch.isnan(x).any()) or x.min().item() < lo or x.max().item() > hi):
         raise ValueError(
-            f"x has values outside bounds {bounds} (min {x.min().item():.4g}, max {x.max().item():.4g}):"
+            f"x has values outside bounds {(lo, hi)} (min {x.min().item():.4g}, max {x.max().item():.4g}):"
             " preprocess the inputs into the model's domain or pass the right bounds"
         )
-    return eps_f, lo, hi
+    return lo, hi
 
 
 def check_labels(logits: Tensor, y: Tensor) -> None:

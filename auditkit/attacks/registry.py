@@ -26,7 +26,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from auditkit.attacks.common import AttackOutput, check_norm, eval_mode, is_adversarial, norm_of
+from auditkit.attacks.common import AttackOutput, check_bounds, check_norm, eval_mode, is_adversarial, norm_of
 
 Kind = Literal["fixed-eps", "min-norm"]
 Family = Literal["gradient", "score-based", "decision-based"]
@@ -226,17 +226,7 @@ def _check_run_inputs(
         raise ValueError("x must be a floating-point tensor of shape [N, ...] (batch first)")
     if not isinstance(y, Tensor) or y.dtype.is_floating_point or y.dtype == torch.bool or y.shape != (len(x),):
         raise ValueError(f"y must be an integer tensor of class indices with shape [{len(x)}]")
-    try:
-        lo, hi = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ValueError(f"bounds must be a pair (low, high), got {bounds!r}") from None
-    if not lo < hi:
-        raise ValueError(f"bounds must satisfy low < high, got {bounds!r}")
-    if x.numel() and (bool(torch.isnan(x).any()) or x.min().item() < lo or x.max().item() > hi):
-        raise ValueError(
-            f"x has values outside bounds {(lo, hi)} (min {x.min().item():.4g}, max {x.max().item():.4g}): "
-            "pass inputs in the model's domain or the right bounds"
-        )
+    lo, hi = check_bounds(x, bounds)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     return x.detach(), y.to(x.device), lo, hi
