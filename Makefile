@@ -13,7 +13,7 @@ REPORT_FLAGS := --budget standard --samples 128 --seed 0 --threads 1 --quiet
 ZOO_GATE := cnn-digits lstm-reviews fraud-mlp gan-digits
 DEFENSES := squeeze-bits,median-filter,defense-gan,smoothing,adversarial-training
 
-.PHONY: install demo test test-fast browser zoo reports gate-zoo bench clean
+.PHONY: install demo test test-fast browser zoo reports gate-zoo bench bench-attacks clean
 
 # torch and torchvision are pinned to the builds this machine serves from local disk
 # (a range in pyproject.toml admits them); everything else comes from pyproject.toml.
@@ -69,7 +69,20 @@ gate-zoo: install
 	done
 
 bench: install
-	$(PY) bench/scan.py
+	$(PY) bench/scan.py --threads 1
+
+# Benchmark-only packages (torchattacks pins an old requests that breaks streamlit) live in
+# their own venv.
+BENCH_VENV ?= .venv-bench
+$(BENCH_VENV)/.installed: bench/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
+	$(BENCH_VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+bench-attacks: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/attacks.py --threads 1 --profile
 
 clean:
 	rm -rf out .pytest_cache

@@ -340,3 +340,21 @@ def test_bad_inputs_raise_clear_errors(linear) -> None:
         run_ensemble(model, x, y.float(), "linf", [0.1], "quick")
     with pytest.raises(ValueError, match="non-empty eps_list"):
         get_attack("fgsm").run(model, x, y, [], (0.0, 1.0))
+
+
+def test_attacks_leave_the_model_as_they_found_it() -> None:
+    """No parameter gradients computed or left behind (foolbox calls loss.backward())."""
+    import torch
+    from torch import nn
+
+    from auditkit.attacks.registry import get_attack
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.rand(8, 1, 4, 4)
+    y = torch.zeros(8, dtype=torch.long)
+    model[1].bias.requires_grad_(False)  # a user's own freezing must survive too
+    for name in ("pgd-linf", "fmn-linf", "apgd-ce-linf"):
+        get_attack(name).run(model, x, y, [0.1], (0.0, 1.0), 0, budget="quick")
+        assert all(p.grad is None for p in model.parameters()), name
+        assert model[1].weight.requires_grad and not model[1].bias.requires_grad, name

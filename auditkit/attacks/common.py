@@ -158,6 +158,24 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = mode
 
 
+@contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[nn.Module]:
+    """Turn off ``requires_grad`` on the model's parameters for the block, then restore each.
+
+    Attacks need the gradient w.r.t. the input only. Libraries that call ``loss.backward()``
+    (foolbox) would otherwise also compute every parameter's gradient — about half the cost
+    of a step — and leave ``.grad`` tensors on the audited model.
+    """
+    params = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in params:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in params:
+            p.requires_grad_(flag)
+
+
 def is_adversarial(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """Whether the model misclassifies each sample.
 

@@ -26,7 +26,15 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from auditkit.attacks.common import AttackOutput, check_bounds, check_norm, eval_mode, is_adversarial, norm_of
+from auditkit.attacks.common import (
+    AttackOutput,
+    check_bounds,
+    check_norm,
+    eval_mode,
+    frozen_parameters,
+    is_adversarial,
+    norm_of,
+)
 
 Kind = Literal["fixed-eps", "min-norm"]
 Family = Literal["gradient", "score-based", "decision-based"]
@@ -117,7 +125,7 @@ class AttackSpec:
         else:
             eps_values = []
         tol = norm_tolerance((lo, hi))
-        with eval_mode(model):
+        with eval_mode(model), frozen_parameters(model):
             if self.kind == "min-norm":
                 return [self._run_min_norm(model, x, y, (lo, hi), seed, settings, batch_size)]
             return self._run_fixed(model, x, y, eps_values, (lo, hi), seed, settings, batch_size, tol)
