@@ -52,37 +52,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from auditkit.attacks.ensemble import CountingModel  # the ensemble's own pass counter
+
 # The goal for auditkit's PGD against the bare loop (seconds per sample).
 PGD_OVERHEAD_GOAL = 1.10
 # Cap on timing rounds for tiny cases (see --min-seconds).
 MAX_ROUNDS = 30
 # A returned point counts as inside the eps-ball up to float rounding of x + delta.
 NORM_TOL = 1e-5
-
-
-class CountingModel(nn.Module):
-    """Wraps a classifier to count per-sample forward and backward passes.
-
-    A backward pass is counted when a gradient flows back through the logits (a hook on the
-    output), so forward-only evaluations are not counted as backward passes.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.forwards = 0
-        self.backwards = 0
-
-    def _count(self, n: int) -> None:
-        self.backwards += n
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.model(x)
-        n = int(x.shape[0])
-        self.forwards += n
-        if out.requires_grad:
-            out.register_hook(lambda _g: self._count(n))
-        return out
 
 
 class UnitModel(nn.Module):

@@ -169,7 +169,7 @@ def _point(eps: float, robust: int, n: int) -> dict[str, Any]:
     return {"eps": float(eps), "robust_accuracy": robust / n, "ci_low": lo, "ci_high": hi, "n": n, "n_robust": robust}
 
 
-class _CountingModel(nn.Module):
+class CountingModel(nn.Module):
     """Wraps the model to count per-sample forward and backward passes (cost reporting)."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -294,7 +294,7 @@ def run_ensemble(
     run_kw: dict[str, Any] = {"budget": budget, "batch_size": batch_size}
 
     with eval_mode(module):
-        counter = _CountingModel(module).eval()
+        counter = CountingModel(module).eval()
         with torch.no_grad():
             clean_pred = torch.cat([
                 module(x[s : s + batch_size]).argmax(1) for s in range(0, n, batch_size)
