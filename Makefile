@@ -28,8 +28,8 @@ install: $(STAMP)
 
 # The main job on the built-in default: scan a committed zoo model, write results and a report.
 demo: install
-	$(AUDIT) scan zoo/cnn-digits/model.pt --out out/demo
-	@echo "results in out/demo/"
+	$(AUDIT) scan zoo/cnn-digits/model.pt --out out/demo --budget quick --samples 128 --threads 1
+	@echo "open out/demo/report.html; results in out/demo/results.json"
 
 # Headless Chromium for the browser tests (Debian packages; never a downloaded browser).
 browser:
