@@ -52,7 +52,7 @@ from torch import Tensor, nn
 
 from auditkit.attacks.apgd import APGD
 from auditkit.attacks.common import check_norm, check_positive_int, eval_mode
-from auditkit.attacks.registry import BUDGET_NAMES, get_attack
+from auditkit.attacks.registry import BUDGET_NAMES, get_attack, is_adversarial_batched
 from auditkit.stats import proportion
 
 __all__ = [
@@ -363,11 +363,6 @@ def _apgd(norm: str, budget: str, seed: int, eot_iter: int = 1) -> APGD:
     return APGD(norm=norm, loss="ce", seed=seed, eot_iter=eot_iter, **settings)
 
 
-def _predict(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
-    with torch.no_grad(), eval_mode(model):
-        return torch.cat([model(x[s : s + batch_size]).argmax(1) for s in range(0, len(x), batch_size)])
-
-
 def transfer_attack(
     classifier: nn.Module,
     x: Tensor,
@@ -460,8 +455,8 @@ def evaluate_defense(
     n = len(x)
 
     with eval_mode(classifier):
-        bare_ok = (_predict(classifier, x, batch_size) == y).cpu().numpy()
-        clean_ok = (_predict(pipeline, x, batch_size) == y).cpu().numpy()
+        bare_ok = (~is_adversarial_batched(classifier, x, y, batch_size)).cpu().numpy()
+        clean_ok = (~is_adversarial_batched(pipeline, x, y, batch_size)).cpu().numpy()
         if transfer is None:
             transfer = transfer_attack(classifier, x, y, eps_values, bounds, seed, budget, norm)
         adaptive_attack = _apgd(norm, budget, seed, eot_iter=eot)
@@ -473,7 +468,7 @@ def evaluate_defense(
         for k in sorted(range(len(eps_values)), key=lambda k: eps_values[k]):
             e = eps_values[k]
             x_t = transfer[k].to(x.device)
-            transfer_ok = (_predict(pipeline, x_t, batch_size) == y).cpu().numpy() if e > 0 else clean_ok
+            transfer_ok = (~is_adversarial_batched(pipeline, x_t, y, batch_size)).cpu().numpy() if e > 0 else clean_ok
             non_adaptive[:, k] = clean_ok & transfer_ok
             todo = np.flatnonzero(~fooled)
             if e > 0 and todo.size:
@@ -486,13 +481,13 @@ def evaluate_defense(
                 # points: robust only if the pipeline resists every attempt. For a randomised
                 # purifier each query is a fresh draw, so the transferred point counts as two
                 # attempts: the non-adaptive evaluation's draw and one more.
-                again = transfer_ok if not randomised else (_predict(pipeline, x_t, batch_size) == y).cpu().numpy()
+                again = transfer_ok if not randomised else (~is_adversarial_batched(pipeline, x_t, y, batch_size)).cpu().numpy()
                 adaptive[:, k] = ~fooled & transfer_ok & again
             else:
                 adaptive[:, k] = clean_ok
         for k, e in enumerate(eps_values):
             x_t = transfer[k].to(x.device)
-            undefended_ok = bare_ok & (_predict(classifier, x_t, batch_size) == y).cpu().numpy()
+            undefended_ok = bare_ok & (~is_adversarial_batched(classifier, x_t, y, batch_size)).cpu().numpy()
             rows.append({
                 "eps": e,
                 "undefended": proportion(int(undefended_ok.sum()), n),
