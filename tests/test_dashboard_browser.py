@@ -87,7 +87,7 @@ def server(results: dict[str, Path], tmp_path: Path) -> Iterator[str]:
 
 
 def test_dashboard_in_a_real_browser(server, results, artifacts_dir):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     r = AuditResult.read(results["cnn-digits"])
     rec = r.sections["robustness"].data["threat_models"]["linf"]["records"]
@@ -102,6 +102,7 @@ def test_dashboard_in_a_real_browser(server, results, artifacts_dir):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 2200})
             page.set_default_timeout(WAIT_MS)
+            expect.set_options(timeout=WAIT_MS)
             page.on("pageerror", lambda e: page_errors.append(str(e)))
             page.goto(server + "/", timeout=WAIT_MS)
             main = page.locator('[data-testid="stMain"]')
@@ -112,7 +113,8 @@ def test_dashboard_in_a_real_browser(server, results, artifacts_dir):
             main.locator('[data-testid="stMetric"]').first.wait_for()
             for label in ("cnn-digits", "lstm-reviews"):
                 main.get_by_role("heading", name=label).wait_for()
-            assert main.locator('[data-testid="stMetricLabel"]').get_by_text("Accuracy", exact=True).count() == 2
+            # expect() retries: the second audit's metrics may arrive a moment after its heading.
+            expect(main.locator('[data-testid="stMetricLabel"]').get_by_text("Accuracy", exact=True)).to_have_count(2)
             main.locator(".js-plotly-plot").first.wait_for()
 
             # Sample explorer: switch model, sample and epsilon.
