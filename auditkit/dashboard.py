@@ -3,10 +3,9 @@
 The dashboard reads results through :class:`~auditkit.results.AuditResult` (DESIGN.md §1) and
 may re-run small computations live on a loaded model (at most :data:`LIVE_MAX_SAMPLES` samples).
 The user interface is :mod:`auditkit.dashboard_app` (a Streamlit script); everything here is
-plain Python that tests call directly. Charts are :mod:`auditkit.report.charts`' builders; the
-few this module adds (:func:`curve_overlay`, :func:`signed_feature_bars`,
-:func:`attribution_grid`, :func:`adversarial_grid`, :func:`sample_grid`) follow the same
-:class:`~auditkit.report.charts.Chart` convention.
+plain Python that tests call directly. Every chart is built by :mod:`auditkit.report.charts`
+(the dashboard's own, such as :func:`~auditkit.report.charts.curve_overlay`, live there too);
+this module only shapes the data they are given.
 
 Safety: models are loaded with :func:`auditkit.loading.load_model` and never with
 ``trust_pickle``; the server binds ``127.0.0.1`` unless a host is passed explicitly.
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 import math
 import os
 import signal
@@ -33,11 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
-from auditkit.report.charts import COLORWAY, Chart, Panel, as_image, image_grid, sig
+from auditkit.report.charts import NORM_LABEL
 from auditkit.results import AuditResult, ResultsError
 
 if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
@@ -53,7 +49,6 @@ APP_PATH = Path(__file__).with_name("dashboard_app.py")
 DEFAULT_PORT = 8501
 LIVE_MAX_SAMPLES = 8
 SEVERITIES = ("high", "medium", "low")
-NORM_LABEL = {"linf": "L∞", "l2": "L2"}
 # Extensions the upload accepts: the safe formats of DESIGN.md §4 (load_model still checks the
 # content; a pickled module saved as .pt is refused there).
 UPLOAD_TYPES = ["pt", "pth", "pt2", "ts", "safetensors"]
@@ -641,144 +636,7 @@ def baseline_verdict(audit: Audit) -> str | None:
     return str(v) if v else None
 
 
-# ----------------------------------------------------------------------------- charts added here
-
-
-def _chart(fig: go.Figure, caption: str, source: str, height: int) -> Chart:
-    fig.layout.template = None
-    spec = json.loads(fig.to_json())
-    spec["layout"].pop("template", None)
-    return Chart(spec, caption, source, height)
-
-
-def _rgba(hex_colour: str, alpha: float) -> str:
-    h = hex_colour.lstrip("#")
-    return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
-
-
-def curve_overlay(series: dict[str, list[dict[str, Any]]], x_title: str, y_title: str, caption: str,
-                  source: str) -> Chart:
-    """Several audits' curves on one chart: one colour per audit, each with its 95% band.
-
-    ``series``: ``{audit label: points from curve_points}``. (A chart for charts.py: the report
-    shows one audit, the dashboard compares several.)
-    """
-    fig = go.Figure()
-    for i, (name, pts) in enumerate(series.items()):
-        colour = COLORWAY[i % len(COLORWAY)]
-        xs = sig([p["x"] for p in pts])
-        if all(p["lo"] is not None and p["hi"] is not None for p in pts) and pts:
-            fig.add_trace(go.Scatter(x=xs, y=sig([p["hi"] for p in pts]), mode="lines", line={"width": 0},
-                                     hoverinfo="skip", showlegend=False, legendgroup=name))
-            fig.add_trace(go.Scatter(x=xs, y=sig([p["lo"] for p in pts]), mode="lines", line={"width": 0},
-                                     fill="tonexty", fillcolor=_rgba(colour, 0.15), hoverinfo="skip",
-                                     showlegend=False, legendgroup=name))
-        fig.add_trace(go.Scatter(x=xs, y=sig([p["y"] for p in pts]), mode="lines+markers" if len(pts) < 15 else "lines",
-                                 name=name, legendgroup=name, line={"color": colour, "width": 2.5},
-                                 hovertemplate=f"{name} · %{{x}}: %{{y:.3f}}<extra></extra>"))
-    fig.update_layout(height=360, legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
-                      margin={"l": 60, "r": 20, "t": 50, "b": 50},
-                      xaxis={"title": {"text": x_title}}, yaxis={"title": {"text": y_title}, "range": [-0.02, 1.02]})
-    return _chart(fig, caption, source, 360)
-
-
-def signed_feature_bars(attributions: dict[str, dict[str, float | None]], inputs: dict[str, Any],
-                        source: str) -> Chart:
-    """One tabular sample's attributions: a panel of signed bars per method (red pushes towards
-    the explained class, blue away), each scaled to its largest |value|; hover shows the raw
-    attribution and the feature's value. (A chart for charts.py.)"""
-    methods = list(attributions)
-    feats = list(inputs) or list(next(iter(attributions.values()), {}))
-
-    def scaled(m: str) -> dict[str, float]:
-        vals = {f: float(attributions[m].get(f) or 0.0) for f in feats}
-        top = max((abs(v) for v in vals.values()), default=0.0) or 1.0
-        return {f: v / top for f, v in vals.items()}
-
-    scaled_all = {m: scaled(m) for m in methods}
-    order = sorted(feats, key=lambda f: sum(abs(scaled_all[m][f]) for m in methods))
-    cols = max(1, len(methods))
-    fig = make_subplots(rows=1, cols=cols, shared_yaxes=True, subplot_titles=methods,
-                        horizontal_spacing=min(0.03, 0.3 / cols))
-    for c, m in enumerate(methods, start=1):
-        xs = [scaled_all[m][f] for f in order]
-        fig.add_trace(go.Bar(
-            y=order, x=sig(xs), orientation="h", showlegend=False,
-            marker={"color": ["rgb(178,24,43)" if v >= 0 else "rgb(33,102,172)" for v in xs]},
-            customdata=[[sig(attributions[m].get(f)), inputs.get(f)] for f in order],
-            hovertemplate=f"{m} · %{{y}} = %{{customdata[1]}}: attribution %{{customdata[0]}}<extra></extra>"),
-            row=1, col=c)
-        fig.update_xaxes(range=[-1.05, 1.05], row=1, col=c)
-    for ann in fig.layout.annotations:
-        ann.font = {"size": 10}
-    height = min(900, max(300, 24 * len(order) + 90))
-    fig.update_layout(height=height, margin={"l": 170, "r": 10, "t": 40, "b": 30})
-    return _chart(fig, "Attributions of this sample per method, scaled to each method's largest |value| "
-                  "(red: towards the explained class; blue: away from it).", source, height)
-
-
-def _chunk(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
-
-
-def attribution_grid(item: dict[str, Any], titles: dict[str, str], zrange: tuple[float, float],
-                     overlay: bool, source: str, per_row: int = 5, head: str | None = None,
-                     caption: str | None = None) -> Chart:
-    """One image sample: the input, then each method's signed map (over the input if ``overlay``).
-
-    ``item`` is an attributions-gallery entry (``input`` ``[H][W]`` or ``[H][W][C]``, each
-    attribution ``[H][W]``); ``titles`` maps method ids to names; ``head`` replaces the input
-    panel's title (label and prediction) and ``caption`` the chart's."""
-    kind, img = as_image(item["input"])
-    head = head or (f"input · label {item.get('label_name') or item.get('label')} · pred "
-                    f"{item.get('prediction_name') or item.get('prediction')}")
-    panels: list[Panel | None] = [Panel(img, head, kind=kind, zrange=zrange)]  # type: ignore[arg-type]
-    for m, a in (item.get("attributions") or {}).items():
-        panels.append(Panel(a, titles.get(m, m), kind="signed", under=img if overlay else None, zrange=zrange,
-                            hover=m))
-    return image_grid(_chunk(panels, per_row), caption or "The input and each method's attribution map (red: "
-                      "evidence for the explained class, blue: against; each map scaled to its own largest |value|).",
-                      source, cell_px=150)
-
-
-def _signed_2d(z: Any, shape: list[int] | None) -> Any:
-    kind, img = as_image(z, shape)
-    if kind == "rgb":  # sum the channels of an RGB perturbation into one signed map
-        return [[sum(c or 0.0 for c in px) for px in row] for row in img]
-    return img
-
-
-def adversarial_grid(item: dict[str, Any], class_name: Any, zrange: tuple[float, float], norm: str,
-                     source: str) -> Chart:
-    """Clean input, adversarial input and the perturbation of one sample, with predictions.
-
-    ``item`` holds ``clean``, ``adversarial``, ``perturbation`` (channel-first nested lists of
-    ``shape``), ``label``, ``clean_pred``, ``adv_pred`` and ``norm`` (as the robustness gallery
-    and :func:`live_attack` give them); ``class_name`` maps a class index to its name."""
-    shape = item.get("shape")
-    ck, clean = as_image(item["clean"], shape)
-    ak, adv = as_image(item["adversarial"], shape)
-    pert = _signed_2d(item["perturbation"], shape)
-    size = _num(item.get("norm"))
-    panels = [
-        Panel(clean, f"clean · pred {class_name(item.get('clean_pred'))} (label {class_name(item.get('label'))})",
-              kind=ck, zrange=zrange),  # type: ignore[arg-type]
-        Panel(adv, f"adversarial · pred {class_name(item.get('adv_pred'))}", kind=ak, zrange=zrange),  # type: ignore[arg-type]
-        Panel(pert, f"perturbation · {NORM_LABEL.get(norm, norm)} norm {size:.3g}" if size is not None
-              else "perturbation", kind="signed", hover="δ"),
-    ]
-    return image_grid([panels], "Clean input, adversarial input and the perturbation between them "
-                      "(red: pixel increased, blue: decreased).", source, cell_px=170)
-
-
-def sample_grid(images: list[Any], titles: list[str], zrange: tuple[float, float], caption: str, source: str,
-                per_row: int = 8) -> Chart:
-    """Small multiples of images (GAN samples, memorisation pairs)."""
-    panels: list[Panel | None] = []
-    for z, t in zip(images, titles):
-        kind, img = as_image(z)
-        panels.append(Panel(img, t, kind=kind, zrange=zrange))  # type: ignore[arg-type]
-    return image_grid(_chunk(panels, per_row), caption, source, cell_px=100)
+# ----------------------------------------------------------------------------- token highlighting
 
 
 def token_highlight_html(tokens: list[str], scores: list[float | None]) -> str:

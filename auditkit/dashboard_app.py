@@ -197,9 +197,9 @@ def view_overview(audits: list[dash.Audit], args: dash.AppArgs) -> None:
                 have = {label: s[key] for label, s in series.items() if key in s}
                 first = next(iter(have.values()))
                 st.subheader(first["title"])
-                show_chart(dash.curve_overlay({label: s["points"] for label, s in have.items()}, first["x_title"],
-                                              first["y_title"], first["caption"] + " Bands: 95% Wilson intervals.",
-                                              first["source"]), f"overview-curve-{key}")
+                show_chart(charts.curve_overlay({label: s["points"] for label, s in have.items()}, first["x_title"],
+                                                first["y_title"], first["caption"] + " Bands: 95% Wilson intervals.",
+                                                first["source"]), f"overview-curve-{key}")
                 missing = [a.label for a in audits if key not in series[a.label]]
                 if missing:
                     st.caption(f"Not in: {', '.join(missing)}")
@@ -299,11 +299,11 @@ def view_details(audits: list[dash.Audit], args: dash.AppArgs) -> None:
                            "forward passes": p.get("forward_passes"), "seconds": p.get("seconds")}
                           for n, p in (tm.get("per_attack") or {}).items()], hide_index=True)
         for key, s in dash.robustness_series(a).items():
-            if key in dash.NORM_LABEL:
+            if key in charts.NORM_LABEL:
                 continue
             st.subheader(s["title"])
-            show_chart(dash.curve_overlay({a.label: s["points"]}, s["x_title"], s["y_title"], s["caption"],
-                                          s["source"]), f"{k}-rob-{key}")
+            show_chart(charts.curve_overlay({a.label: s["points"]}, s["x_title"], s["y_title"], s["caption"],
+                                            s["source"]), f"{k}-rob-{key}")
         for norm, reason in (rob.get("skipped") or {}).items() if isinstance(rob.get("skipped"), dict) else []:
             st.caption(f"{norm}: skipped ({reason})")
     gan = a.data("gan")
@@ -346,7 +346,7 @@ def render_attribution_item(task: str, item: dict[str, Any], titles: dict[str, s
         return
     if task == "image-classification":
         overlay = st.checkbox("Overlay the maps on the input", value=True, key=f"{key}-overlay")
-        show_chart(dash.attribution_grid(item, titles, zrange, overlay, source), f"{key}-grid")
+        show_chart(charts.attribution_grid(item, titles, zrange, overlay, source), f"{key}-grid")
     elif task == "text-classification":
         st.caption(f"label **{item.get('label_name')}** · predicted **{item.get('prediction_name')}** · "
                    "red: evidence for the explained class, blue: against (each method scaled to its largest |score|)")
@@ -355,7 +355,7 @@ def render_attribution_item(task: str, item: dict[str, Any], titles: dict[str, s
             st.markdown(dash.token_highlight_html(item.get("input") or [], scores), unsafe_allow_html=True)
     elif task == "tabular-classification":
         st.caption(f"label **{item.get('label_name')}** · predicted **{item.get('prediction_name')}**")
-        show_chart(dash.signed_feature_bars(item["attributions"], item.get("input") or {}, source), f"{key}-bars")
+        show_chart(charts.signed_feature_bars(item["attributions"], item.get("input") or {}, source), f"{key}-bars")
         with st.expander("Feature values"):
             st.dataframe([{"feature": f, "value": v} for f, v in (item.get("input") or {}).items()], hide_index=True)
     else:
@@ -391,7 +391,7 @@ def view_explorer(audits: list[dash.Audit], args: dash.AppArgs) -> None:
     tms = dash.threat_models(a)
     if tms and ref.record_row is not None:
         c1, c2, c3 = st.columns(3)
-        norm = c1.selectbox("Norm", list(tms), format_func=lambda n: dash.NORM_LABEL.get(n, n),
+        norm = c1.selectbox("Norm", list(tms), format_func=lambda n: charts.NORM_LABEL.get(n, n),
                             key=f"norm-{a.label}")
         tm = tms[norm]
         grid = [float(e) for e in tm.get("epsilons") or []] or [0.0]
@@ -405,8 +405,8 @@ def view_explorer(audits: list[dash.Audit], args: dash.AppArgs) -> None:
         (st.warning if info["broken"] else st.success)(info["verdict"])
         st.dataframe(info["rows"], hide_index=True)
         if info["gallery"] is not None:
-            show_chart(dash.adversarial_grid(info["gallery"], a.class_name, _zrange(a), norm,
-                                             f"sections.robustness.data.threat_models.{norm}.gallery"),
+            show_chart(charts.adversarial_grid(info["gallery"], a.class_name, _zrange(a), norm,
+                                               f"sections.robustness.data.threat_models.{norm}.gallery"),
                        f"{key}-adv-{norm}")
             st.caption(info["gallery_note"])
         else:
@@ -448,10 +448,10 @@ def gan_explorer(a: dash.Audit) -> None:
     grid = gan.get("sample_grid") or []
     if grid:
         st.header("Generated samples")
-        show_chart(dash.sample_grid([g["image"] for g in grid],
-                                    [f"{g.get('prediction_name', g.get('prediction'))} ({g.get('confidence', 0):.2f})"
-                                     for g in grid], zr, "Generated samples with the judge's class and confidence.",
-                                    "sections.gan.data.sample_grid"), f"gan-{a.label}-grid")
+        show_chart(charts.sample_grid([g["image"] for g in grid],
+                                      [f"{g.get('prediction_name', g.get('prediction'))} ({g.get('confidence', 0):.2f})"
+                                       for g in grid], zr, "Generated samples with the judge's class and confidence.",
+                                      "sections.gan.data.sample_grid"), f"gan-{a.label}-grid")
     pairs = (gan.get("memorisation") or {}).get("closest_pairs") or []
     if pairs:
         st.header("Closest training images")
@@ -459,8 +459,8 @@ def gan_explorer(a: dash.Audit) -> None:
         for p in pairs[:8]:
             images += [p["sample_image"], p["train_image"]]
             titles += [f"sample {p['sample']}", f"train {p['train']} · d={p['distance']:.3g}"]
-        show_chart(dash.sample_grid(images, titles, zr, "Generated samples next to their nearest training image.",
-                                    "sections.gan.data.memorisation.closest_pairs"), f"gan-{a.label}-pairs")
+        show_chart(charts.sample_grid(images, titles, zr, "Generated samples next to their nearest training image.",
+                                      "sections.gan.data.memorisation.closest_pairs"), f"gan-{a.label}-pairs")
     disc = gan.get("discriminator") or {}
     sides = [s for s in ("real", "fake") if (disc.get(s) or {}).get("examples")]
     if sides:
@@ -469,11 +469,11 @@ def gan_explorer(a: dash.Audit) -> None:
         ex = disc[side]["examples"]
         i = st.selectbox("Example", list(range(len(ex))), key=f"gan-ex-{a.label}-{side}")
         item = {"input": ex[i]["input"], "attributions": ex[i].get("maps") or {}}
-        show_chart(dash.attribution_grid(item, _method_titles(None), zr, False,
-                                         f"sections.gan.data.discriminator.{side}.examples",
-                                         head=f"{side} image · realness {ex[i].get('realness', 0):.3f}",
-                                         caption="A discriminator input and what its realness score rests on "
-                                                 "(red: evidence for 'real', blue: for 'fake')."),
+        show_chart(charts.attribution_grid(item, _method_titles(None), zr, False,
+                                           f"sections.gan.data.discriminator.{side}.examples",
+                                           head=f"{side} image · realness {ex[i].get('realness', 0):.3f}",
+                                           caption="A discriminator input and what its realness score rests on "
+                                                   "(red: evidence for 'real', blue: for 'fake')."),
                    f"gan-{a.label}-{side}-{i}")
     if not (grid or pairs or sides):
         st.info("This GAN audit keeps no per-sample images.")
@@ -551,8 +551,8 @@ def view_live(audits: list[dash.Audit], args: dash.AppArgs) -> None:
         seed = c2.number_input("Seed", 0, 10_000, 0, key="live_gan_seed")
         with st.spinner("Drawing samples…"):
             images = dash.live_gan_samples(model, n, int(seed))
-        show_chart(dash.sample_grid(images, [f"#{i}" for i in range(len(images))], _zrange(card),
-                                    f"{len(images)} samples drawn with seed {seed}.", "live"), "live-gan")
+        show_chart(charts.sample_grid(images, [f"#{i}" for i in range(len(images))], _zrange(card),
+                                      f"{len(images)} samples drawn with seed {seed}.", "live"), "live-gan")
         return
     try:
         data = dash.live_data(model, audit.result.provenance.data_spec if audit else None)
@@ -581,7 +581,7 @@ def view_live(audits: list[dash.Audit], args: dash.AppArgs) -> None:
         norm = get_attack(attack).norm
         grid = sorted({float(e) for e in card.epsilons.get(norm, []) if float(e) > 0}) or \
             ([0.02, 0.05, 0.1, 0.2] if norm == "linf" else [0.25, 0.5, 1.0, 2.0])
-        eps = float(d2.select_slider(f"ε ({dash.NORM_LABEL.get(norm, norm)})", options=grid,
+        eps = float(d2.select_slider(f"ε ({charts.NORM_LABEL.get(norm, norm)})", options=grid,
                                      value=grid[len(grid) // 2], key=f"live_eps_{norm}"))
     else:
         st.caption("Live attacks run on image models with input bounds; this model's threat model "
@@ -637,7 +637,7 @@ def view_live(audits: list[dash.Audit], args: dash.AppArgs) -> None:
             (st.warning if it["success"] else st.success)(
                 f"{'Fooled' if it['success'] else 'Not fooled'} at ε={eps:g}: prediction "
                 f"{card.class_names[it['clean_pred']]} → {card.class_names[it['adv_pred']]} (‖δ‖ = {it['norm']:.4g})")
-            show_chart(dash.adversarial_grid(it, lambda c: card.class_names[int(c)], _zrange(card), adv["norm"], "live"),
+            show_chart(charts.adversarial_grid(it, lambda c: card.class_names[int(c)], _zrange(card), adv["norm"], "live"),
                        f"live-adv-{pick}")
 
 

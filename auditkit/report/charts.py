@@ -1,8 +1,9 @@
-"""Plotly figures of the HTML report, built from results JSON only (DESIGN.md §1).
+"""Plotly figures of the HTML report and the dashboard, built from results JSON only (DESIGN.md §1).
 
-Every builder takes parts of a section's ``data`` and returns a :class:`Chart`: the figure as a
-compact plotly JSON spec (no template: the page supplies one shared base layout), the caption
-and the JSON path it was drawn from. Numbers are rounded to four significant digits, which is
+Every builder takes parts of a section's ``data`` (the dashboard's: several audits' curves or
+one sample's entry) and returns a :class:`Chart`: the figure as a compact plotly JSON spec (no
+template: the page supplies one shared base layout), the caption and the JSON path it was
+drawn from. Numbers are rounded to four significant digits, which is
 all a chart can show and keeps the report small. Nothing here computes an audit figure; the
 only arithmetic is for display (normalising bars to compare methods, scaling pixels to colours).
 """
@@ -27,6 +28,8 @@ SIGNED = [[0.0, "rgb(33,102,172)"], [0.5, "rgb(247,247,247)"], [1.0, "rgb(178,24
 GREYS = [[0.0, "rgb(255,255,255)"], [1.0, "rgb(0,0,0)"]]
 FADED = [[0.0, "rgb(255,255,255)"], [1.0, "rgb(110,110,110)"]]  # an image beneath an overlay
 HEAT = [[0.0, "rgb(255,255,255)"], [0.5, "rgb(253,174,97)"], [1.0, "rgb(165,0,38)"]]
+# How a threat model's norm is written in titles and labels.
+NORM_LABEL = {"linf": "L∞", "l2": "L2"}
 
 
 @dataclass
@@ -91,6 +94,20 @@ def _spec(fig: go.Figure) -> dict[str, Any]:
     spec = json.loads(fig.to_json())
     spec["layout"].pop("template", None)
     return spec
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    h = hex_colour.lstrip("#")
+    return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
+
+
+def _num(v: Any) -> float | None:
+    """``v`` as a finite float, None if it is not a number (or NaN/inf)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 def _legend_top() -> dict[str, Any]:
@@ -377,7 +394,7 @@ def robustness_curve(tm: dict[str, Any], norm: str, source: str) -> Chart:
     fine = tm.get("fine_curve") or []
     pts = tm.get("curve") or []
     fig = go.Figure()
-    label = {"linf": "L∞", "l2": "L2"}.get(norm, norm)
+    label = NORM_LABEL.get(norm, norm)
     if fine:
         eps = sig([p["eps"] for p in fine])
         fig.add_trace(go.Scatter(x=eps, y=sig([p.get("ci_high") for p in fine]), mode="lines",
@@ -500,11 +517,6 @@ def curve_chart(series: dict[str, tuple[list[Any], list[Any], list[Any] | None, 
     return Chart(_spec(fig), caption, source, 320)
 
 
-def _rgba(hex_colour: str, alpha: float) -> str:
-    h = hex_colour.lstrip("#")
-    return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
-
-
 def line_chart(series: dict[str, tuple[Iterable[float], Iterable[float]]], x_title: str, y_title: str,
                caption: str, source: str) -> Chart:
     """A plain multi-series line chart (for sections rendered generically)."""
@@ -516,8 +528,143 @@ def line_chart(series: dict[str, tuple[Iterable[float], Iterable[float]]], x_tit
     return Chart(_spec(fig), caption, source, 320)
 
 
+# --------------------------------------------------------------------------- several audits, one sample
+# The report shows one audit; the dashboard compares several audits on one chart and explores
+# single samples (attributions, adversarial examples, generated images).
+
+
+def curve_overlay(series: dict[str, list[dict[str, Any]]], x_title: str, y_title: str, caption: str,
+                  source: str) -> Chart:
+    """Several audits' curves on one chart: one colour per audit, each with its 95% band.
+
+    ``series``: ``{audit label: points}``, each point ``{"x", "y", "lo", "hi"}`` (``lo``/``hi``
+    None without an interval), as :func:`auditkit.dashboard.curve_points` gives them.
+    """
+    fig = go.Figure()
+    for i, (name, pts) in enumerate(series.items()):
+        colour = COLORWAY[i % len(COLORWAY)]
+        xs = sig([p["x"] for p in pts])
+        if all(p["lo"] is not None and p["hi"] is not None for p in pts) and pts:
+            fig.add_trace(go.Scatter(x=xs, y=sig([p["hi"] for p in pts]), mode="lines", line={"width": 0},
+                                     hoverinfo="skip", showlegend=False, legendgroup=name))
+            fig.add_trace(go.Scatter(x=xs, y=sig([p["lo"] for p in pts]), mode="lines", line={"width": 0},
+                                     fill="tonexty", fillcolor=_rgba(colour, 0.15), hoverinfo="skip",
+                                     showlegend=False, legendgroup=name))
+        fig.add_trace(go.Scatter(x=xs, y=sig([p["y"] for p in pts]), mode="lines+markers" if len(pts) < 15 else "lines",
+                                 name=name, legendgroup=name, line={"color": colour, "width": 2.5},
+                                 hovertemplate=f"{name} · %{{x}}: %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(height=360, legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+                      margin={"l": 60, "r": 20, "t": 50, "b": 50},
+                      xaxis={"title": {"text": x_title}}, yaxis={"title": {"text": y_title}, "range": [-0.02, 1.02]})
+    return Chart(_spec(fig), caption, source, 360)
+
+
+def signed_feature_bars(attributions: dict[str, dict[str, float | None]], inputs: dict[str, Any],
+                        source: str) -> Chart:
+    """One tabular sample's attributions: a panel of signed bars per method (red pushes towards
+    the explained class, blue away), each scaled to its largest |value|; hover shows the raw
+    attribution and the feature's value.
+
+    ``attributions``: ``{method: {feature: attribution or None}}``; ``inputs``: ``{feature:
+    value}`` (its order is the features'; empty: the first method's features)."""
+    methods = list(attributions)
+    feats = list(inputs) or list(next(iter(attributions.values()), {}))
+
+    def scaled(m: str) -> dict[str, float]:
+        vals = {f: float(attributions[m].get(f) or 0.0) for f in feats}
+        top = max((abs(v) for v in vals.values()), default=0.0) or 1.0
+        return {f: v / top for f, v in vals.items()}
+
+    scaled_all = {m: scaled(m) for m in methods}
+    order = sorted(feats, key=lambda f: sum(abs(scaled_all[m][f]) for m in methods))
+    cols = max(1, len(methods))
+    fig = make_subplots(rows=1, cols=cols, shared_yaxes=True, subplot_titles=methods,
+                        horizontal_spacing=min(0.03, 0.3 / cols))
+    for c, m in enumerate(methods, start=1):
+        xs = [scaled_all[m][f] for f in order]
+        fig.add_trace(go.Bar(
+            y=order, x=sig(xs), orientation="h", showlegend=False,
+            marker={"color": ["rgb(178,24,43)" if v >= 0 else "rgb(33,102,172)" for v in xs]},
+            customdata=[[sig(attributions[m].get(f)), inputs.get(f)] for f in order],
+            hovertemplate=f"{m} · %{{y}} = %{{customdata[1]}}: attribution %{{customdata[0]}}<extra></extra>"),
+            row=1, col=c)
+        fig.update_xaxes(range=[-1.05, 1.05], row=1, col=c)
+    for ann in fig.layout.annotations:
+        ann.font = {"size": 10}
+    height = min(900, max(300, 24 * len(order) + 90))
+    fig.update_layout(height=height, margin={"l": 170, "r": 10, "t": 40, "b": 30})
+    return Chart(_spec(fig), "Attributions of this sample per method, scaled to each method's largest |value| "
+                 "(red: towards the explained class; blue: away from it).", source, height)
+
+
+def _chunk(items: list[Any], size: int) -> list[list[Any]]:
+    """A flat list cut into rows of ``size`` (the last may be shorter); ``[[]]`` for none."""
+    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+
+
+def attribution_grid(item: dict[str, Any], titles: dict[str, str], zrange: tuple[float, float],
+                     overlay: bool, source: str, per_row: int = 5, head: str | None = None,
+                     caption: str | None = None) -> Chart:
+    """One image sample: the input, then each method's signed map (over the input if ``overlay``).
+
+    ``item`` is an attributions-gallery entry (``input`` ``[H][W]`` or ``[H][W][C]``, each
+    attribution ``[H][W]``); ``titles`` maps method ids to names; ``head`` replaces the input
+    panel's title (label and prediction) and ``caption`` the chart's. Maps are red for evidence
+    for the explained class, blue against, each scaled to its own largest |value|."""
+    kind, img = as_image(item["input"])
+    head = head or (f"input · label {item.get('label_name') or item.get('label')} · pred "
+                    f"{item.get('prediction_name') or item.get('prediction')}")
+    panels: list[Panel | None] = [Panel(img, head, kind=kind, zrange=zrange)]  # type: ignore[arg-type]
+    for m, a in (item.get("attributions") or {}).items():
+        panels.append(Panel(a, titles.get(m, m), kind="signed", under=img if overlay else None, zrange=zrange,
+                            hover=m))
+    return image_grid(_chunk(panels, per_row), caption or "The input and each method's attribution map (red: "
+                      "evidence for the explained class, blue: against; each map scaled to its own largest |value|).",
+                      source, cell_px=150)
+
+
+def adversarial_grid(item: dict[str, Any], class_name: Any, zrange: tuple[float, float], norm: str,
+                     source: str) -> Chart:
+    """Clean input, adversarial input and the perturbation of one sample, with predictions.
+
+    ``item`` holds ``clean``, ``adversarial``, ``perturbation`` (channel-first nested lists of
+    ``shape``), ``label``, ``clean_pred``, ``adv_pred`` and ``norm`` (the perturbation's size, as
+    the robustness gallery and :func:`auditkit.dashboard.live_attack` give them); ``class_name``
+    maps a class index to its name. An RGB perturbation is summed over its channels into one
+    signed map (red: pixel increased, blue: decreased)."""
+    shape = item.get("shape")
+    ck, clean = as_image(item["clean"], shape)
+    ak, adv = as_image(item["adversarial"], shape)
+    pk, pert = as_image(item["perturbation"], shape)
+    if pk == "rgb":
+        pert = sum_channels(pert)
+    size = _num(item.get("norm"))
+    panels = [
+        Panel(clean, f"clean · pred {class_name(item.get('clean_pred'))} (label {class_name(item.get('label'))})",
+              kind=ck, zrange=zrange),  # type: ignore[arg-type]
+        Panel(adv, f"adversarial · pred {class_name(item.get('adv_pred'))}", kind=ak, zrange=zrange),  # type: ignore[arg-type]
+        Panel(pert, f"perturbation · {NORM_LABEL.get(norm, norm)} norm {size:.3g}" if size is not None
+              else "perturbation", kind="signed", hover="δ"),
+    ]
+    return image_grid([panels], "Clean input, adversarial input and the perturbation between them "
+                      "(red: pixel increased, blue: decreased).", source, cell_px=170)
+
+
+def sample_grid(images: list[Any], titles: list[str], zrange: tuple[float, float], caption: str, source: str,
+                per_row: int = 8) -> Chart:
+    """Small multiples of images (GAN samples, memorisation pairs), ``per_row`` a row.
+
+    Each image is ``[H][W]`` or ``[H][W][C]`` with pixels in ``zrange``."""
+    panels: list[Panel | None] = []
+    for z, t in zip(images, titles):
+        kind, img = as_image(z)
+        panels.append(Panel(img, t, kind=kind, zrange=zrange))  # type: ignore[arg-type]
+    return image_grid(_chunk(panels, per_row), caption, source, cell_px=100)
+
+
 __all__ = [
-    "Chart", "Panel", "as_image", "pack", "class_histogram", "confusion_matrix", "curve_chart", "deletion_insertion", "depth",
-    "feature_importance", "fid", "ig_history", "image_grid", "latent_importance", "line_chart",
-    "randomisation", "reliability", "robustness_curve", "sig", "sum_channels", "timings", "token_importance",
+    "Chart", "Panel", "adversarial_grid", "as_image", "attribution_grid", "class_histogram",
+    "confusion_matrix", "curve_chart", "curve_overlay", "deletion_insertion", "depth", "feature_importance", "fid",
+    "ig_history", "image_grid", "latent_importance", "line_chart", "pack", "randomisation", "reliability",
+    "robustness_curve", "sample_grid", "sig", "signed_feature_bars", "sum_channels", "timings", "token_importance",
 ]
