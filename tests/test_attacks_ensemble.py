@@ -262,6 +262,26 @@ def test_ensemble_worst_case_dominates_each_attack(digits) -> None:
                 assert np.array_equal(hit, ~res.clean_correct)
 
 
+def test_fixed_eps_attacks_skip_smaller_eps_where_they_already_failed(digits) -> None:
+    """Nested balls: once an attack fails on a sample at some eps it is not run on that sample
+    at any smaller eps (it is robust there); its records stay monotone in eps."""
+    model, x, y = digits
+    eps = [0.0, 0.02, 0.04, 0.06, 0.12]
+    res = run_ensemble(model, x, y, "linf", eps, "quick", (0.0, 1.0), seed=0, batch_size=16)
+    correct = res.clean_correct
+    for name in res.attacks:
+        if res.per_attack[name]["kind"] != "fixed-eps":
+            continue
+        succ = res.success[name][correct]
+        attacked = res.per_attack[name]["n_attacked_at_eps"]
+        for k in range(1, len(eps) - 1):
+            # Run at eps k only on samples it did not fail on at eps k+1.
+            assert attacked[k] <= int((succ[:, k + 1] != 0).sum()), (name, eps[k])
+            # Failed at a larger eps: recorded robust (False), never broken, at this one.
+            assert not ((succ[:, k + 1] == 0) & (succ[:, k] == 1)).any(), (name, eps[k])
+        assert sum(attacked[1:]) < len(eps[1:]) * int(correct.sum())  # the skipping saves work
+
+
 @pytest.mark.parametrize("norm,eps", [("linf", [0.0, 0.05, 0.1]), ("l2", [0.0, 0.5, 1.0])])
 def test_standard_budget_at_least_as_strong_as_quick(digits, norm: str, eps: list[float]) -> None:
     model, x, y = digits

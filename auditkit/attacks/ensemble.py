@@ -1,8 +1,9 @@
 """The AutoAttack-style worst-case ensemble (DESIGN.md §5, §7, §8).
 
-Attacks run in a fixed order. A fixed-eps attack at each eps runs only on the samples that every
-attack so far has left robust at that eps; a min-norm attack runs once on every clean-correct
-sample and covers the whole curve. Each sample keeps per-attack records (success at each eps,
+Attacks run in a fixed order. A fixed-eps attack sweeps the eps grid from the largest eps down and
+runs at each eps only on the samples that every attack so far has left robust at that eps and
+that it has not already failed on at a larger eps (nested balls: robust there, robust here); a
+min-norm attack runs once on every clean-correct sample and covers the whole curve. Each sample keeps per-attack records (success at each eps,
 the smallest perturbation found) and the worst case over attacks: ``min_norm`` (the smallest
 adversarial perturbation any attack found) and ``broken_by``. Every robust-accuracy figure
 follows from the records:
@@ -341,10 +342,19 @@ def run_ensemble(
                     succ[correct, k] = broken_at(own[correct], e, tol)
                     n_at_eps[k] = int(rows.size)
             else:
-                for k, e in enumerate(eps):
-                    # Broken at a smaller eps by this attack: its point lies within eps too.
+                # Largest eps first. The eps-balls are nested, so a sample this attack failed on
+                # at a larger eps is robust to it at every smaller one: no adversarial point in
+                # the big ball means none in the small one. Each sample thus costs one failed
+                # (full-length) run per attack at most; an ascending sweep would pay one failed
+                # run at every grid eps below the sample's minimal perturbation.
+                failed = np.zeros(n, bool)
+                for k in reversed(range(k_eps)):
+                    e = eps[k]
+                    # This attack's points from larger eps that lie within eps too.
                     succ[correct & broken_at(own, e, tol), k] = 1
-                    rows = np.flatnonzero(correct & ~broken_at(best, e, tol))
+                    open_rows = correct & ~broken_at(best, e, tol)
+                    succ[open_rows & failed, k] = 0
+                    rows = np.flatnonzero(open_rows & ~failed)
                     if rows.size == 0:
                         continue
                     if e == 0:  # no perturbation: nothing to attack, the sample stays robust
@@ -356,6 +366,7 @@ def run_ensemble(
                     # The point lies in the eps-ball (checked by the registry up to rounding).
                     norms = np.minimum(norm_of(out.x_adv - x[idx], norm).double().cpu().numpy(), e)
                     succ[rows, k] = ok
+                    failed[rows[~ok]] = True
                     own[rows[ok]] = np.minimum(own[rows[ok]], norms[ok])
                     improve(rows[ok], norms[ok], out.x_adv[torch.as_tensor(ok, device=x.device)], name)
                     attacked[rows] = True

@@ -18,8 +18,8 @@ Checks, in the order they are reported (``MASKING_SIGNATURES`` marks those whose
 * ``no-zero-gradients``: the input gradient of the cross-entropy is exactly zero or not finite
   for at most 1% of the samples.
 * ``monotone-in-eps``: an iterative attack run *independently* at each eps (the ensemble carries
-  successes over from smaller eps, so its own records are monotone by construction) must not
-  leave more samples robust at a larger eps.
+  successes up and failures down the eps grid, so its own records are monotone by construction)
+  must not leave more samples robust at a larger eps.
 * ``large-eps-reaches-chance``: APGD-CE at an eps that lets every input reach the centre of the
   input box (Linf: half the range; L2: half the box's diameter) brings accuracy to chance
   (1/C) or below, and an unbounded minimum-norm attack (FMN) fools almost every sample.
