@@ -436,3 +436,136 @@ def test_gallery_is_bounded_and_json_serialisable(kind: str) -> None:
             assert ig["amount"] == round(float(attrs["ig"][i, 0]), 4)
     with pytest.raises(AttributionError, match="outside"):
         gallery(attrs, x, t, pred, [4], card)
+
+
+# ----------------------------------------------------------------------------- tabular encoded space
+
+
+@pytest.fixture(scope="module")
+def fraud_zoo() -> tuple[nn.Module, torch.Tensor, torch.Tensor, AuditCard]:
+    """The committed zoo fraud MLP, 32 test rows and the scan's baseline (training mean, mode
+    code for the categorical)."""
+    from auditkit.data import load_data
+    from auditkit.loading import load_model
+    from tests.conftest import zoo_model_path
+
+    model = load_model(zoo_model_path("fraud-mlp"), device="cpu")
+    data = load_data(model.card.dataset or "")
+    base = data.x_train.mean(0)
+    for i, f in enumerate(model.card.features or []):
+        if f.kind == "categorical":
+            base[i] = np.bincount(data.x_train[:, i].astype(int)).argmax()
+    x = model.to_input(data.x_test[:32])
+    return model.module, x, torch.from_numpy(base.astype(np.float32)), model.card
+
+
+def test_zoo_fraud_ig_attributes_the_categorical_feature_and_stays_complete(fraud_zoo) -> None:
+    module, x, base, card = fraud_zoo
+    names = [f.name for f in card.features]
+    cat = names.index("merchant_category")
+    t = torch.full((x.shape[0],), card.positive_index or 1)
+    attr, delta = attribute("ig", module, x, t, card, baseline=base, n_steps=128, return_delta=True)
+    assert attr.shape == x.shape
+    # Rows whose category differs from the baseline's get a share; rows with the baseline's
+    # category start and end the path at the same one-hot columns: exactly 0.
+    differs = x[:, cat] != base[cat]
+    assert differs.any() and (~differs).any()
+    assert (attr[differs, cat] != 0).all()
+    assert (attr[~differs, cat] == 0).all()
+    assert attr[:, cat].abs().mean() > 0.1 * attr.abs().mean()
+    # Completeness against the raw model: sum(attr) = f(x)_t - f(b)_t, and captum's delta is it.
+    with torch.no_grad():
+        gap = (module(x) - module(base[None])).gather(1, t[:, None]).squeeze(1)
+    err = attr.sum(1) - gap
+    torch.testing.assert_close(delta, err, atol=1e-4, rtol=0)
+    rel = err.abs() / gap.abs().clamp_min(1e-6)
+    assert float(rel.median()) < 0.01
+    assert (err.abs() <= 0.05 * gap.abs() + 0.01).all()
+
+
+def test_zoo_fraud_every_gradient_method_sees_the_categorical_feature(fraud_zoo) -> None:
+    module, x, base, card = fraud_zoo
+    cat = [f.name for f in card.features].index("merchant_category")
+    t = torch.ones(x.shape[0], dtype=torch.int64)
+    for method in ["saliency", "smoothgrad", "deeplift", "gradient-shap"]:
+        a = attribute(method, module, x, t, card, baseline=base)
+        assert a.shape == x.shape and torch.isfinite(a).all()
+        assert a[:, cat].abs().max() > 0, method
+    # DeepLIFT on a Linear/ReLU network is exact too: it sums to the gap.
+    a = attribute("deeplift", module, x, t, card, baseline=base)
+    with torch.no_grad():
+        gap = module(x)[:, 1] - module(base[None])[0, 1]
+    torch.testing.assert_close(a.sum(1), gap, atol=1e-4, rtol=1e-4)
+
+
+def test_ig_completeness_on_zoo_fraud_measures_the_encoded_attribution(fraud_zoo) -> None:
+    from auditkit.explain.quality import ig_completeness
+
+    module, x, base, card = fraud_zoo
+    t = torch.ones(x.shape[0], dtype=torch.int64)
+    comp = ig_completeness(module, x, t, card, baseline=base, start_steps=64, max_steps=64)
+    assert comp["median"] < 0.01
+
+
+class _PlainMLP(nn.Sequential):
+    """A tabular MLP without the encoded-space protocol (codes go in as plain numbers)."""
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        super().__init__(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+@pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
+def test_model_without_encoded_space_is_attributed_in_raw_space_as_before() -> None:
+    from captum.attr import IntegratedGradients, Saliency
+
+    model, card = _PlainMLP().eval(), TABULAR_CARD
+    x = _tabular_x(4, seed=3)
+    base = torch.tensor([500.0, 40.0, 1.0, 0.0])
+    got, delta = attribute("ig", model, x, TARGET, card, baseline=base, n_steps=16, return_delta=True)
+    want, want_delta = IntegratedGradients(model).attribute(
+        x, baselines=base.expand_as(x), target=TARGET, n_steps=16, return_convergence_delta=True
+    )
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(delta, want_delta)
+    # Raw space: a categorical code is a plain number here, so it gets a nonzero gradient.
+    sal = attribute("saliency", model, x, TARGET, card)
+    torch.testing.assert_close(sal, Saliency(model).attribute(x, target=TARGET, abs=True))
+
+
+def test_encoded_feature_index_follows_encode_column_order() -> None:
+    # Categoricals given out of feature order: encode() follows the dict's order, so must the index.
+    model = TabularMLP(6, categorical={"4": 3, "1": 4}, log_features=[0], hidden=8).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 6, generator=g) * 5
+    x[:, 4] = torch.randint(0, 3, (16,), generator=g).float()
+    x[:, 1] = torch.randint(0, 4, (16,), generator=g).float()
+    model.fit_scaler(x)
+    index = model.encoded_feature_index
+    assert index == [0, 2, 3, 5, 4, 4, 4, 1, 1, 1, 1]
+    z = model.encode(x)
+    assert z.shape[1] == len(index)
+    for j in range(6):
+        changed: set[int] = set()
+        steps = [1.0, 2.0, 3.0] if j in (1, 4) else [0.5]
+        for step in steps:
+            moved = x.clone()
+            moved[:, j] = (x[:, j] + step) % 4 if j == 1 else (x[:, j] + step) % 3 if j == 4 else x[:, j] + step
+            changed |= set(torch.nonzero((model.encode(moved) != z).any(0)).flatten().tolist())
+        assert changed == {k for k, i in enumerate(index) if i == j}, j
+    torch.testing.assert_close(model.forward_encoded(z), model(x))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+def test_tabular_mlp_state_dict_unchanged_and_still_scriptable() -> None:
+    torch.manual_seed(0)
+    model = TabularMLP(4, categorical={"2": 3}, log_features=[0], hidden=16)
+    model.fit_scaler(_tabular_x(128, seed=2))
+    model, x = model.eval(), _tabular_x(4, seed=3)
+    assert set(model.state_dict()) == {
+        "mean", "std", "net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.4.weight", "net.4.bias",
+    }
+    scripted = torch.jit.script(model)
+    torch.testing.assert_close(scripted(x), model(x))
+    torch.testing.assert_close(scripted.forward_encoded(scripted.encode(x)), model(x))
+    assert scripted.encoded_feature_index == model.encoded_feature_index

@@ -3,7 +3,21 @@
 :func:`attribute` explains the logit of a target class for a batch of inputs:
 
 - **images** ``[N, C, H, W]`` float in ``card.bounds`` → attributions ``[N, C, H, W]``;
-- **tabular** ``[N, F]`` float in raw feature units → attributions ``[N, F]``;
+- **tabular** ``[N, F]`` float in raw feature units → attributions ``[N, F]``. A model may
+  expose an *encoded space* (optional protocol, implemented by the zoo's ``TabularMLP``):
+
+  - ``encode(x) -> z``: raw features ``[N, F]`` → the encoded input ``[N, D]`` its network
+    reads (e.g. standardised numeric columns and one-hot categoricals);
+  - ``forward_encoded(z) -> logits``, with ``forward(x) == forward_encoded(encode(x))``;
+  - ``encoded_feature_index: list[int]``, length ``D``: the raw feature of each encoded column.
+
+  The gradient methods (:data:`ENCODED_METHODS`) then run on ``z = encode(x)`` against the
+  encoded baseline (references encoded the same way) and the ``[N, D]`` attributions are summed
+  per raw feature into ``[N, F]``, as text methods run on the embeddings and sum over the
+  embedding axis. Integer category codes are rounded before the one-hot, so in raw space their
+  gradient is exactly 0: a categorical feature would always rank last, and IG's path would
+  cross rounding jumps that break completeness. In encoded space IG's attributions still sum to
+  ``f(x) - f(baseline)`` (the sum over columns is kept). Occlusion perturbs raw features.
 - **text** ``[N, L]`` int64 token ids → per-token scores ``[N, L]`` float, exactly 0 at pads.
   Gradient methods run on the embedding layer (captum's ``Layer*`` variants, or captum's
   method on the embeddings for the noise-based ones) and are summed over the embedding axis.
@@ -50,6 +64,15 @@ IMAGE, TEXT, TABULAR = "image-classification", "text-classification", "tabular-c
 ALL_TASKS = (IMAGE, TEXT, TABULAR)
 NT_SAMPLES = 16  # SmoothGrad noisy copies and GradientSHAP samples per input
 NOISE_FRACTION = 0.1  # noise stdev as a fraction of the input's spread (Smilkov et al. 2017)
+# Gradient methods that run in a tabular model's encoded space when it has one (module docstring).
+ENCODED_METHODS = frozenset({"saliency", "ig", "smoothgrad", "deeplift", "gradient-shap"})
+ENCODED_NOTE = (
+    " Tabular models with an encoded space (encode / forward_encoded / encoded_feature_index, as "
+    "the zoo's TabularMLP): computed on the encoded inputs (numeric features in the model's "
+    "own units, standardised for TabularMLP; categorical features on their one-hot columns; "
+    "baseline encoded too) and summed over each feature's columns, because a rounded category "
+    "code has no gradient."
+)
 
 
 class AttributionError(ValueError):
@@ -80,7 +103,7 @@ METHODS: dict[str, MethodSpec] = {
             "Absolute gradient of the target logit w.r.t. the input (Simonyan et al. 2014; "
             "captum Saliency, abs=True). The sign is lost: it says how sensitive the logit is, "
             "not in which direction. Text: |gradient| w.r.t. the token embeddings, summed over "
-            "the embedding dimension.",
+            "the embedding dimension." + ENCODED_NOTE,
         ),
         MethodSpec(
             "ig", "Integrated gradients", ALL_TASKS, False,
@@ -88,7 +111,7 @@ METHODS: dict[str, MethodSpec] = {
             "(Sundararajan et al. 2017; captum IntegratedGradients, Gauss-Legendre steps). "
             "Attributions sum to f(x) - f(baseline) up to captum's convergence delta. Baseline: "
             "black image; tabular training mean (else zeros clipped to each feature's range); "
-            "text: layer IG on the embeddings with the pad token's embedding as baseline.",
+            "text: layer IG on the embeddings with the pad token's embedding as baseline." + ENCODED_NOTE,
         ),
         MethodSpec(
             "smoothgrad", "SmoothGrad", ALL_TASKS, False,
@@ -96,7 +119,8 @@ METHODS: dict[str, MethodSpec] = {
             f"captum NoiseTunnel over Saliency). Noise stdev: {NOISE_FRACTION} x the bounds range "
             f"(images), {NOISE_FRACTION} x each feature's std estimated from its range as "
             f"(max-min)/sqrt(12) (tabular), {NOISE_FRACTION} x the range of the embedding weights "
-            "(text, noise added to the embeddings). Seeded.",
+            "(text, noise added to the embeddings). Seeded." + ENCODED_NOTE + " There the noise is "
+            "added to the raw features before encoding; categorical codes get none.",
         ),
         MethodSpec(
             "gradcam", "Grad-CAM", (IMAGE,), True,
@@ -119,14 +143,15 @@ METHODS: dict[str, MethodSpec] = {
             "Rescale-rule DeepLIFT against the baseline (Shrikumar et al. 2017; captum DeepLift, "
             "LayerDeepLift on the embeddings for text). Needs nonlinearities as modules; "
             "unavailable on recurrent models because captum cannot reach the gates inside "
-            "nn.LSTM / nn.GRU / nn.RNN.",
+            "nn.LSTM / nn.GRU / nn.RNN." + ENCODED_NOTE,
         ),
         MethodSpec(
             "gradient-shap", "GradientSHAP", ALL_TASKS, False,
             f"Expected gradients x (input - reference) over {NT_SAMPLES} references drawn from "
             f"the baseline plus Gaussian noise ({NOISE_FRACTION} x the input's spread, as for "
             "SmoothGrad) at random points on the path (Lundberg & Lee 2017; captum GradientShap). "
-            "A per-sample baseline is averaged into one reference. Seeded.",
+            "A per-sample baseline is averaged into one reference. Seeded." + ENCODED_NOTE + " There "
+            "the references are drawn in raw units (no noise on categorical codes), then encoded.",
         ),
         MethodSpec(
             "guided-backprop", "Guided backpropagation", (IMAGE,), True,
@@ -245,6 +270,107 @@ class _TokenModel(nn.Module):
             return self.model(mask_tokens)
         finally:
             handle.remove()
+
+
+# ----------------------------------------------------------------------------- tabular encoded space
+
+
+def _has_encoded_space(module: nn.Module, card: AuditCard) -> bool:
+    """Whether a tabular model exposes the encoded-space protocol (module docstring)."""
+    if card.task != TABULAR:
+        return False
+    try:
+        index = getattr(module, "encoded_feature_index", None)
+        return (callable(getattr(module, "encode", None))
+                and callable(getattr(module, "forward_encoded", None))
+                and isinstance(index, (list, tuple)) and len(index) > 0)
+    except Exception:  # a property that fails on a foreign module: no protocol
+        return False
+
+
+class _EncodedModel(nn.Module):
+    """``forward(z) = model.forward_encoded(z)``: a tabular model seen from its encoded space.
+
+    A module (not a bare callable) so that DeepLIFT can hook the network's nonlinearities.
+    """
+
+    def __init__(self, model: nn.Module, num_features: int):
+        super().__init__()
+        self.model = model
+        self.training = model.training  # no recursion: the model's own mode is left alone
+        index = [int(i) for i in model.encoded_feature_index]  # type: ignore[union-attr]
+        if any(not 0 <= i < num_features for i in index):
+            raise AttributionError(
+                f"the model's encoded_feature_index must hold raw feature indices in "
+                f"[0, {num_features}); got {sorted(set(index))}"
+            )
+        self.num_features = num_features
+        self.index = index
+
+    def encode(self, x: Tensor) -> Tensor:
+        """``[n, F]`` raw → ``[n, D]`` encoded, detached (the attribution space's inputs)."""
+        with torch.no_grad():
+            z = self.model.encode(x).to(x.dtype)  # type: ignore[operator]
+        if z.dim() != 2 or z.shape[0] != x.shape[0] or z.shape[1] != len(self.index):
+            raise AttributionError(
+                f"the model's encode() gave {list(z.shape)}; expected [{x.shape[0]}, "
+                f"{len(self.index)}] (one column per entry of encoded_feature_index)"
+            )
+        return z.detach()
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.model.forward_encoded(z)  # type: ignore[operator]
+
+    def per_feature(self, a: Tensor) -> Tensor:
+        """Encoded attributions ``[n, D]`` summed per raw feature into ``[n, F]``."""
+        index = torch.tensor(self.index, dtype=torch.int64, device=a.device)
+        out = torch.zeros(a.shape[0], self.num_features, dtype=a.dtype, device=a.device)
+        return out.index_add_(1, index, a)
+
+
+def _encoded(
+    method: str, module: nn.Module, x: Tensor, t: Tensor, base: Tensor, ref: Tensor,
+    scale: Tensor, card: AuditCard, n_steps: int, return_delta: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """One chunk of tabular attributions ``[n, F]`` computed in the model's encoded space.
+
+    ``base`` and ``ref`` come in raw units and are encoded here; ``scale`` is the raw-unit
+    noise stdev per feature, 0 for categorical features (see :func:`attribute`).
+    """
+    enc = _EncodedModel(module, x.shape[1])
+    z, zb = enc.encode(x), enc.encode(base)
+    delta = None
+    if method == "saliency":
+        a = Saliency(enc).attribute(z, target=t, abs=True)
+    elif method == "ig":
+        out = IntegratedGradients(enc).attribute(
+            z, baselines=zb, target=t, n_steps=n_steps, return_convergence_delta=return_delta
+        )
+        # The per-feature sum keeps sum(attr), so captum's delta is the raw model's delta too.
+        a, delta = (out[0], out[1]) if return_delta else (out, None)
+    elif method == "smoothgrad":
+        # Noise goes into the raw features, before encoding (not into z): every noisy sample is
+        # then a valid input of the network (one-hot columns stay one-hot instead of becoming
+        # fractional mixtures of categories), the noise is the documented per-feature raw scale
+        # (the same neighbourhood as for models without the protocol), and no encoded-space
+        # scale has to be invented. Categorical codes get no noise (scale 0): codes are
+        # nominal, the neighbouring code is no nearer than any other, and the gradient already
+        # covers every category's one-hot column. Same estimator as captum's NoiseTunnel
+        # smoothgrad (mean of |gradient| over NT_SAMPLES noisy copies), batched in one call.
+        n = x.shape[0]
+        noise = torch.randn((NT_SAMPLES, *x.shape), dtype=x.dtype, device=x.device) * scale
+        zn = enc.encode((x.unsqueeze(0) + noise).reshape(NT_SAMPLES * n, -1))
+        grads = Saliency(enc).attribute(zn, target=t.repeat(NT_SAMPLES), abs=True)
+        a = grads.reshape(NT_SAMPLES, n, -1).mean(0)
+    elif method == "deeplift":
+        a = DeepLift(enc).attribute(z, baselines=zb, target=t)
+    elif method == "gradient-shap":
+        a = GradientShap(enc).attribute(
+            z, baselines=enc.encode(ref), n_samples=NT_SAMPLES, stdevs=0.0, target=t
+        )
+    else:
+        raise AssertionError(f"unhandled method {method}")  # ENCODED_METHODS and switch disagree
+    return enc.per_feature(a), delta
 
 
 # ----------------------------------------------------------------------------- attribute
@@ -533,7 +659,9 @@ def attribute(
     Returns:
         attributions, same shape as ``x`` for images and tabular data, ``[N, L]`` float per-token
         scores (summed over the embedding dimension, exactly 0 at pads) for text; detached, on
-        ``x``'s device. With ``return_delta``: ``(attributions, delta)``.
+        ``x``'s device. Tabular models with an encoded space get the gradient methods computed
+        there and summed per raw feature (module docstring); ``delta`` is then still
+        ``sum(attr) - (f(x) - f(baseline))``. With ``return_delta``: ``(attributions, delta)``.
 
     Raises:
         AttributionError: unknown method, method not applicable to the model (see
@@ -545,6 +673,13 @@ def attribute(
     noisy = spec.name in {"smoothgrad", "gradient-shap"}
     scale = _noise_scale(x, card, module) if noisy else torch.ones(())
     run = _text if card.task == TEXT else _dense
+    if spec.name in ENCODED_METHODS and _has_encoded_space(module, card):
+        run = _encoded
+        if noisy:  # raw-unit noise, none on categorical codes (see _encoded)
+            categorical = torch.tensor(
+                [f.kind == "categorical" for f in card.features], device=x.device  # type: ignore[union-attr]
+            )
+            scale = scale.masked_fill(categorical, 0.0)
 
     attrs: list[Tensor] = []
     deltas: list[Tensor] = []

@@ -120,6 +120,9 @@ def ig_completeness(
     ``|sum(attr) - (f(x)_t - f(b)_t)| / max(|f(x)_t - f(b)_t|, 1e-6)``, computed from captum's
     convergence delta ``delta = sum(attr) - (f(x)_t - f(b)_t)`` (so ``f(x)_t - f(b)_t =
     sum(attr) - delta``); captum's default Gauss-Legendre rule is used at every step count.
+    It goes through :func:`~auditkit.explain.methods.attribute`, so it measures the IG that is
+    reported: for tabular models with an encoded space, IG on the encoded inputs summed per
+    feature (the sum, and so the delta, is the same as over the encoded columns).
 
     Args:
         module: classifier returning logits ``[N, C]``; ``f`` is the logit of class ``t``.

@@ -125,6 +125,17 @@ class TabularMLP(nn.Module):
     output ``[N, num_classes]`` logits. ``log_features`` are passed through ``log1p`` before
     standardisation (heavy-tailed amounts). The scaling statistics are buffers, fitted by
     :meth:`fit_scaler` before training and saved in the state_dict.
+
+    Encoded space (the optional tabular protocol of :mod:`auditkit.explain.methods`):
+    ``encode(x)`` maps ``[N, F]`` raw features to the network's input ``[N, D]`` (standardised
+    numeric columns in ``numeric`` order, then each categorical's one-hot columns in
+    ``categorical`` order), ``forward_encoded(z)`` gives the logits from it, and
+    ``encoded_feature_index`` (length ``D``) names the raw feature of each encoded column.
+    Gradient attributions run there and are summed per feature: the one-hot has no gradient
+    w.r.t. the integer code, so in raw space a categorical feature would always score 0.
+    ``encoded_feature_index`` is a plain list attribute (not a buffer): the state_dict, and so
+    ``model.pt``, is unchanged, and the class stays scriptable (as before, only with
+    non-empty ``log_features``: TorchScript cannot type an empty list attribute).
     """
 
     def __init__(
@@ -142,7 +153,11 @@ class TabularMLP(nn.Module):
         self.log_features = list(log_features or [])
         self.register_buffer("mean", torch.zeros(len(self.numeric)))
         self.register_buffer("std", torch.ones(len(self.numeric)))
-        width = len(self.numeric) + sum(self.categorical.values())
+        # Raw feature of each encoded column, in exactly the order encode() concatenates them.
+        self.encoded_feature_index = list(self.numeric) + [
+            i for i, n in self.categorical.items() for _ in range(n)
+        ]
+        width = len(self.encoded_feature_index)
         self.net = nn.Sequential(
             nn.Linear(width, hidden),
             nn.ReLU(),
@@ -166,15 +181,22 @@ class TabularMLP(nn.Module):
         self.std.copy_(cols.std(0).clamp_min(1e-6))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw features ``[N, F]`` → the network's input ``[N, D]`` (columns as in
+        ``encoded_feature_index``)."""
         parts = [(self._numeric(x) - self.mean) / self.std]
         for i, n in self.categorical.items():
-            # Codes are rounded: the one-hot has no gradient w.r.t. the code, by nature.
+            # Codes are rounded: the one-hot has no gradient w.r.t. the code, by nature (gradient
+            # attributions therefore run on the encoded columns, see the class docstring).
             code = x[:, i].round().long().clamp(0, n - 1)
             parts.append(nn.functional.one_hot(code, n).to(x.dtype))
         return torch.cat(parts, dim=1)
 
+    def forward_encoded(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, num_classes]`` from encoded inputs ``[N, D]`` (the output of ``encode``)."""
+        return self.net(z)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.encode(x))
+        return self.forward_encoded(self.encode(x))
 
 
 class DigitsGenerator(nn.Module):
