@@ -49,8 +49,10 @@ def test_report_renders_in_chromium(name: str, zoo_results: dict[str, AuditResul
     try:
         page.goto(html_path.as_uri())
         page.wait_for_load_state("load")
-        page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= {n_figures}",
-                               timeout=60_000)
+        # Every figure drawn (plotly draws asynchronously): its class, an SVG and its traces.
+        page.wait_for_function(f"""() => document.querySelectorAll('.js-plotly-plot').length >= {n_figures}
+            && Array.from(document.querySelectorAll('div.chart')).every(
+                d => d.querySelector('svg.main-svg') && d.data && d.data.length > 0)""", timeout=60_000)
         drawn = page.evaluate("""() => Array.from(document.querySelectorAll('div.chart')).map(d => ({
             id: d.id, plot: d.classList.contains('js-plotly-plot'),
             svg: !!d.querySelector('svg.main-svg'), width: d.getBoundingClientRect().width,

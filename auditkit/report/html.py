@@ -660,7 +660,9 @@ def _threat_model(tm: dict[str, Any], norm: str, ctx: _Ctx, path: str, section: 
           f"{p.get('n_robust', '—')} / {p.get('n', '—')}"] for p in curve],
         caption="Worst case over the ensemble at each ε of the grid: a sample counts as robust when it is "
                 "classified correctly and no attack found an adversarial point within ε"
-                + (f" (headline ε = {eps_head:g} in bold)." if eps_head is not None else "."),
+                + (f" (headline ε = {eps_head:g} in bold)." if eps_head is not None else ".")
+                + " Fixed-ε attacks sweep the grid from the largest ε down: a sample an attack failed on at a "
+                  "larger ε counts as robust to it at the smaller ones (the balls are nested).",
         source=ctx.src(f"{path}.curve")))
     per = tm.get("per_attack") or {}
     if per:
