@@ -351,8 +351,10 @@ RECIPES: dict[str, ZooRecipe] = {
             "threat model, and comparison with gradient-boosted trees.",
             weaknesses="Trained with plain cross-entropy on 1.5% positives: scores are usable for "
             "ranking (PR-AUC) but the default 0.5 threshold flags few frauds. The categorical "
-            "merchant_category is one-hot encoded inside the model, so gradients w.r.t. it are zero "
-            "(occlusion still scores it).",
+            "merchant_category is one-hot encoded inside the model: its integer code has no gradient. "
+            "auditkit's gradient attributions therefore run on the encoded inputs (forward_encoded) and "
+            "sum per feature; a tool that only sees the raw inputs (or a TorchScript / torch.export copy, "
+            "which hides the encoded space) scores it zero.",
             tolerance="ROC-AUC within ±0.01 and PR-AUC within ±0.05.",
         ),
         ZooRecipe(
