@@ -346,10 +346,10 @@ def _robust_tabular(ctx: ScanContext, fitted: dict[str, FittedBaseline], models:
 def _network_attributions(ctx: ScanContext) -> tuple[str, torch.Tensor, np.ndarray] | None:
     """``(method, attributions, inputs)`` of the network: the attributions check's, else IG (or
     occlusion where IG cannot run) on the same samples the explanation checks use."""
-    from auditkit.explain.check import _explain_inputs
+    from auditkit.explain.check import explain_inputs
     from auditkit.explain.methods import attribute, available_methods
 
-    inputs = _explain_inputs(ctx)
+    inputs = explain_inputs(ctx)
     cached = ctx.cache.get("attributions") or {}
     for method in ("ig", "occlusion", *cached):
         if method in cached:

@@ -26,8 +26,9 @@ RANDOMISATION_SAMPLES = {"quick": 8, "standard": 16, "thorough": 32}
 GALLERY_ITEMS = 8
 
 
-def _explain_inputs(ctx: ScanContext) -> dict[str, Any]:
-    """The samples both checks explain, their targets and the tabular baseline (computed once).
+def explain_inputs(ctx: ScanContext) -> dict[str, Any]:
+    """The samples the two explanation checks and the baselines' importance agreement explain,
+    their targets and the tabular baseline (computed once per scan, in ``ctx.cache``).
 
     Targets are the predicted classes, except for tabular models with a positive class, where
     the positive class's logit is explained on a sample enriched with positives (half of it,
@@ -79,7 +80,7 @@ class Attributions(Check):
 
     def run(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
         card, module = ctx.model.card, ctx.model.module
-        inputs = _explain_inputs(ctx)
+        inputs = explain_inputs(ctx)
         x, target = inputs["x"], inputs["target"]
         status = available_methods(card, module, ctx.model.eager)
         attributions: dict[str, torch.Tensor] = {}
@@ -143,7 +144,7 @@ class ExplanationQuality(Check):
 
     def run(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
         card, module, seed = ctx.model.card, ctx.model.module, ctx.config.seed
-        inputs = _explain_inputs(ctx)
+        inputs = explain_inputs(ctx)
         x, target, baseline = inputs["x"], inputs["target"], inputs["baseline"]
         attributions = ctx.cache.get("attributions") or {}
         usable = [m for m, r in available_methods(card, module, ctx.model.eager).items() if r is None]
