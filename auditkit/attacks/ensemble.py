@@ -1,12 +1,12 @@
 """The AutoAttack-style worst-case ensemble (DESIGN.md §5, §7, §8).
 
-Attacks run in a fixed order. A fixed-eps attack sweeps the eps grid from the largest eps down and
-runs at each eps only on the samples that every attack so far has left robust at that eps and
-that it has not already failed on at a larger eps (nested balls: robust there, robust here); a
-min-norm attack runs once on every clean-correct sample and covers the whole curve. Each sample keeps per-attack records (success at each eps,
-the smallest perturbation found) and the worst case over attacks: ``min_norm`` (the smallest
-adversarial perturbation any attack found) and ``broken_by``. Every robust-accuracy figure
-follows from the records:
+Attacks run in a fixed order. A fixed-eps attack sweeps the eps grid from the largest eps down
+and runs at each eps only on the samples that every attack so far has left robust at that eps
+and that it has not already failed on at a larger eps (nested balls: robust there, robust
+here); a min-norm attack runs once on every clean-correct sample and covers the whole curve.
+Each sample keeps per-attack records (success at each eps, the smallest perturbation found) and
+the worst case over attacks: ``min_norm`` (the smallest adversarial perturbation any attack
+found) and ``broken_by``. Every robust-accuracy figure follows from the records:
 
     robust at eps  <=>  clean-correct and no adversarial point of norm <= eps (+ tolerance) found
 
