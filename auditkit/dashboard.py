@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import streamlit as st
 
-from auditkit.report.charts import NORM_LABEL
+from auditkit.report.charts import NORM_LABEL, finite_float
 from auditkit.results import AuditResult, ResultsError
 
 if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
@@ -369,30 +369,22 @@ class Metric:
         return " ".join(parts)
 
 
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def _metric_from(key: str, label: str, d: Any, kind: str = "score", higher: bool = True) -> Metric | None:
     """A Metric from ``{"value", "ci_low", "ci_high", "n"}`` (or a bare number)."""
     if isinstance(d, dict):
-        if _num(d.get("value")) is None:
+        if finite_float(d.get("value")) is None:
             return None
         n = d.get("n")
-        return Metric(key, label, _num(d.get("value")), _num(d.get("ci_low")), _num(d.get("ci_high")),
+        return Metric(key, label, finite_float(d.get("value")), finite_float(d.get("ci_low")), finite_float(d.get("ci_high")),
                       int(n) if isinstance(n, (int, float)) else None, kind, higher)
-    if _num(d) is None:
+    if finite_float(d) is None:
         return None
-    return Metric(key, label, _num(d), kind=kind, higher_is_better=higher)
+    return Metric(key, label, finite_float(d), kind=kind, higher_is_better=higher)
 
 
 def middle(values: Iterable[float]) -> float:
     """The middle positive value of an eps / budget grid (the headline point), 0 if none."""
-    positive = sorted(v for v in (_num(x) for x in values) if v is not None and v > 0)
+    positive = sorted(v for v in (finite_float(x) for x in values) if v is not None and v > 0)
     return positive[len(positive) // 2] if positive else 0.0
 
 
@@ -411,16 +403,16 @@ def curve_points(curve: list[dict[str, Any]] | None, y_keys: tuple[str, ...] = Y
     for p in curve or []:
         if not isinstance(p, dict):
             continue
-        x = next((_num(p[k]) for k in ("eps", "k", "budget") if k in p), None)
+        x = next((finite_float(p[k]) for k in ("eps", "k", "budget") if k in p), None)
         y_raw: Any = next((p[k] for k in y_keys if k in p), None)
         lo, hi, n = p.get("ci_low"), p.get("ci_high"), p.get("n")
         if isinstance(y_raw, dict):
             lo, hi, n = y_raw.get("ci_low", lo), y_raw.get("ci_high", hi), y_raw.get("n", n)
             y_raw = y_raw.get("value")
-        y = _num(y_raw)
+        y = finite_float(y_raw)
         if x is None or y is None:
             continue
-        out.append({"x": x, "y": y, "lo": _num(lo), "hi": _num(hi), "n": n})
+        out.append({"x": x, "y": y, "lo": finite_float(lo), "hi": finite_float(hi), "n": n})
     return out
 
 
@@ -603,7 +595,7 @@ def _flatten_metrics(d: Any, prefix: str = "", depth: int = 0) -> dict[str, str]
             out.update(_flatten_metrics(v, path + ".", depth + 1))
         elif isinstance(v, (bool, str)):
             out[path] = str(v)
-        elif _num(v) is not None:
+        elif finite_float(v) is not None:
             out[path] = f"{float(v):.4g}"
     return out
 
@@ -642,7 +634,7 @@ def baseline_verdict(audit: Audit) -> str | None:
 def token_highlight_html(tokens: list[str], scores: list[float | None]) -> str:
     """Tokens as HTML spans shaded by their score (red positive, blue negative), scaled to the
     largest |score|; tokens are escaped, the hover shows the score."""
-    vals = [_num(s) or 0.0 for s in scores]
+    vals = [finite_float(s) or 0.0 for s in scores]
     top = max((abs(v) for v in vals), default=0.0) or 1.0
     spans = []
     for tok, v in zip(tokens, vals):
@@ -778,14 +770,14 @@ def sample_robustness(audit: Audit, ref: SampleRef, norm: str, eps: float, attac
         a = per.get(name) or {}
         s = _at(_at(a.get("success_at_eps"), row), k) if k is not None else None
         result = "not run (already broken)" if s is None else ("fooled" if s else "held")
-        mn = _num(_at(a.get("min_norm"), row))
+        mn = finite_float(_at(a.get("min_norm"), row))
         rows.append({"attack": name, f"at ε={eps:g}": result, "smallest ‖δ‖ found": "—" if mn is None else f"{mn:.4g}"})
     correct = bool(_at(rec.get("clean_correct"), row))
     if attack is None:
-        norm_found = _num(_at(rec.get("min_norm"), row))
+        norm_found = finite_float(_at(rec.get("min_norm"), row))
         by = _at(rec.get("broken_by"), row)
     else:
-        norm_found = _num(_at((per.get(attack) or {}).get("min_norm"), row))
+        norm_found = finite_float(_at((per.get(attack) or {}).get("min_norm"), row))
         by = attack
     who = "any attack" if attack is None else attack
     if not correct:
@@ -803,7 +795,7 @@ def sample_robustness(audit: Audit, ref: SampleRef, norm: str, eps: float, attac
             item = g
     note = ""
     if item is not None:
-        n = _num(item.get("norm")) or 0.0
+        n = finite_float(item.get("norm")) or 0.0
         note = (f"The results keep the smallest adversarial example found (by {item.get('attack')}, "
                 f"‖δ‖ = {n:.4g}); it is adversarial at every ε ≥ {n:.4g}.")
         if eps + tol < n:

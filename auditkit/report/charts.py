@@ -101,7 +101,7 @@ def _rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
 
 
-def _num(v: Any) -> float | None:
+def finite_float(v: Any) -> float | None:
     """``v`` as a finite float, None if it is not a number (or NaN/inf)."""
     try:
         f = float(v)
@@ -638,7 +638,7 @@ def adversarial_grid(item: dict[str, Any], class_name: Any, zrange: tuple[float,
     pk, pert = as_image(item["perturbation"], shape)
     if pk == "rgb":
         pert = sum_channels(pert)
-    size = _num(item.get("norm"))
+    size = finite_float(item.get("norm"))
     panels = [
         Panel(clean, f"clean · pred {class_name(item.get('clean_pred'))} (label {class_name(item.get('label'))})",
               kind=ck, zrange=zrange),  # type: ignore[arg-type]
@@ -665,6 +665,6 @@ def sample_grid(images: list[Any], titles: list[str], zrange: tuple[float, float
 __all__ = [
     "Chart", "Panel", "adversarial_grid", "as_image", "attribution_grid", "class_histogram",
     "confusion_matrix", "curve_chart", "curve_overlay", "deletion_insertion", "depth", "feature_importance", "fid",
-    "ig_history", "image_grid", "latent_importance", "line_chart", "pack", "randomisation", "reliability",
+    "finite_float", "ig_history", "image_grid", "latent_importance", "line_chart", "pack", "randomisation", "reliability",
     "robustness_curve", "sample_grid", "sig", "signed_feature_bars", "sum_channels", "timings", "token_importance",
 ]
