@@ -26,11 +26,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from auditkit.attacks.common import check_norm, eval_mode, norm_of
+from auditkit.attacks.common import check_bounds, check_norm, eval_mode, norm_of
 from auditkit.attacks.registry import (
     BUDGET_NAMES,
     get_attack,
-    is_adversarial_batched,
     list_attacks,
     norm_tolerance,
 )
@@ -279,17 +278,7 @@ def run_ensemble(
     eps = _check_epsilons(epsilons)
     names = resolve_attacks(attacks, norm, budget)
     x, y = _as_tensors(module, x, y)
-    try:
-        lo, hi = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ValueError(f"bounds must be a pair (low, high), got {bounds!r}") from None
-    if not lo < hi:
-        raise ValueError(f"bounds must satisfy low < high, got {bounds!r}")
-    if x.min().item() < lo or x.max().item() > hi or bool(torch.isnan(x).any()):
-        raise ValueError(
-            f"x has values outside bounds {(lo, hi)} (min {x.min().item():.4g}, max {x.max().item():.4g}): "
-            "pass inputs in the model's domain or the right bounds"
-        )
+    lo, hi = check_bounds(x, bounds)
     tol = norm_tolerance((lo, hi))
     n, k_eps = len(x), len(eps)
     run_kw: dict[str, Any] = {"budget": budget, "batch_size": batch_size}

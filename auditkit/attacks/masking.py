@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from auditkit.attacks.apgd import APGD
-from auditkit.attacks.common import eval_mode, norm_of
+from auditkit.attacks.common import check_bounds, eval_mode, norm_of
 from auditkit.attacks.ensemble import EnsembleResult
 from auditkit.attacks.registry import BUDGET_NAMES, get_attack, is_adversarial_batched
 from auditkit.stats import wilson_interval
@@ -209,22 +209,12 @@ def masking_checks(
 
 
 def _check_inputs(module: nn.Module, x: Any, y: Any, bounds: tuple[float, float]) -> tuple[Tensor, Tensor, float, float]:
-    try:
-        lo, hi = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ValueError(f"bounds must be a pair (low, high), got {bounds!r}") from None
-    if not lo < hi:
-        raise ValueError(f"bounds must satisfy low < high, got {bounds!r}")
     x, y = torch.as_tensor(x), torch.as_tensor(y)
     if x.dim() < 2 or x.shape[0] == 0 or not x.is_floating_point():
         raise ValueError(f"x must be a non-empty float tensor [N, ...], got {x.dtype} {list(x.shape)}")
     if y.dtype.is_floating_point or y.dtype == torch.bool or y.shape != (x.shape[0],):
         raise ValueError(f"y must be integer class labels of shape [{x.shape[0]}], got {y.dtype} {list(y.shape)}")
-    if bool(torch.isnan(x).any()) or x.min().item() < lo or x.max().item() > hi:
-        raise ValueError(
-            f"x has values outside bounds {(lo, hi)} (min {x.min().item():.4g}, max {x.max().item():.4g}): "
-            "pass the samples the ensembles ran on, in the model's domain"
-        )
+    lo, hi = check_bounds(x, bounds)  # the samples the ensembles ran on, in the model's domain
     param = next(iter(module.parameters()), None)
     device = param.device if param is not None else x.device
     return x.detach().to(device), y.to(device=device, dtype=torch.int64), lo, hi
