@@ -86,7 +86,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
     import tomli as tomllib  # type: ignore[no-redef]
 
-from auditkit.results import AuditResult, ResultsError
+from auditkit.results import AuditResult, ResultsError, load_result
 from auditkit.stats import mcnemar_exact
 
 Op = Literal[">=", "<="]
@@ -541,8 +541,8 @@ def gate(
     results) or :class:`BaselineError` (a baseline that cannot be compared). A failing rule is
     not an exception: it is in the returned decision.
     """
-    current = _as_result(result)
-    base = _as_result(baseline) if baseline is not None else None
+    current = load_result(result)
+    base = load_result(baseline) if baseline is not None else None
     pol = policy if isinstance(policy, Policy) else load_policy(policy)
     name = current.provenance.card.get("name")
     pol = pol.for_model(name)
@@ -562,15 +562,6 @@ def gate(
 def _section_name(source: str, model: str | None) -> str:
     prefix = "tool.auditkit.gate" if Path(source).name == "pyproject.toml" else "gate"
     return f"{prefix}.models.{_quote(model or '')}"
-
-
-def _as_result(value: AuditResult | str | Path) -> AuditResult:
-    if isinstance(value, AuditResult):
-        return value
-    path = Path(value)
-    if path.is_dir():
-        path = path / "results.json"
-    return AuditResult.read(path)
 
 
 def _label(value: AuditResult | str | Path | None) -> str:

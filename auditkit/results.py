@@ -114,6 +114,20 @@ class AuditResult(BaseModel):
             raise ResultsError(f"{path}: field '{where}': {err['msg']}") from None
 
 
+def load_result(results: AuditResult | str | Path) -> AuditResult:
+    """An AuditResult from itself, a results.json path, or a folder holding results.json.
+
+    Raises :class:`ResultsError` for a missing file, a file that is not results JSON, or an
+    unknown ``schema_version``.
+    """
+    if isinstance(results, AuditResult):
+        return results
+    path = Path(results)
+    if path.is_dir():
+        path = path / "results.json"
+    return AuditResult.read(path)
+
+
 def to_jsonable(obj: Any, ndigits: int = 6) -> Any:
     """Plain JSON types from NumPy/torch scalars and arrays; floats rounded to ``ndigits``
     significant-enough decimals so that JSON is stable; NaN/inf become None."""

@@ -16,24 +16,10 @@ from auditkit.loading import atomic_write_bytes
 from auditkit.report.html import render_html
 from auditkit.report.junit import render_junit
 from auditkit.report.markdown import render_markdown
-from auditkit.results import AuditResult, ResultsError
+from auditkit.results import AuditResult, ResultsError, load_result
 
 FILES = {"html": "report.html", "md": "summary.md", "junit": "junit.xml"}
 FORMATS = tuple(FILES)
-
-
-def load_result(results: AuditResult | str | Path) -> AuditResult:
-    """An AuditResult from itself, a results.json path, or a folder holding results.json.
-
-    Raises :class:`ResultsError` for a missing file, a file that is not results JSON, or an
-    unknown ``schema_version``.
-    """
-    if isinstance(results, AuditResult):
-        return results
-    path = Path(results)
-    if path.is_dir():
-        path = path / "results.json"
-    return AuditResult.read(path)
 
 
 def write_reports(
