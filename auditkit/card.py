@@ -11,14 +11,12 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from auditkit.errors import CardError  # noqa: F401  (re-exported)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Task = Literal["image-classification", "text-classification", "tabular-classification", "gan"]
 FeatureKind = Literal["continuous", "integer", "categorical", "binary"]
 
-
-class CardError(ValueError):
-    """A card is missing, malformed or inconsistent. The message names the field and the fix."""
 
 
 class FeatureSpec(BaseModel):
@@ -167,13 +165,18 @@ class AuditCard(BaseModel):
 
     @classmethod
     def read(cls, path: str | Path) -> "AuditCard":
+        from auditkit.files import read_user_text
+
         path = Path(path)
+        text = read_user_text(path, "card file", CardError)
         try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise CardError(f"card file {path} does not exist") from None
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise CardError(f"card file {path} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise CardError(f"card file {path} is nested too deeply to be a card") from None
+        if not isinstance(data, dict):
+            raise CardError(f"card file {path} holds a JSON {type(data).__name__}, not an object of card fields")
         return cls.from_dict(data, source=str(path))
 
     def write(self, path: str | Path) -> None:

@@ -51,6 +51,13 @@ class ScanContext:
     sections: dict[str, Section] = field(default_factory=dict)
     track: Callable[..., Iterable[Any]] = lambda it, **_: it  # progress wrapper (tqdm-like)
     cache: dict[str, Any] = field(default_factory=dict)  # shared work between checks (e.g. logits)
+    incomplete: list[str] = field(default_factory=list)  # what the running check could not do
+
+    def mark_incomplete(self, what: str) -> None:
+        """Record that the running check could not do ``what`` (an attack raised, a method
+        failed): its section is marked incomplete and the verdict says so."""
+        if what not in self.incomplete:
+            self.incomplete.append(what)
 
     @property
     def x_eval(self) -> np.ndarray:

@@ -1,6 +1,9 @@
-"""The `auditkit` command: thin wrappers over the package's functions (DESIGN.md §6 exit codes).
+"""The `auditkit` command: thin wrappers over the package's functions.
 
-0 success / gate passed · 1 gate failed · 2 bad usage or bad input · 3 model refused or unloadable.
+Exit codes (DESIGN.md §6, defined in :mod:`auditkit.errors`): 0 success / gate passed ·
+1 gate failed · 2 bad usage or bad input · 3 model refused as unsafe or unloadable · 4 internal
+error, or an incomplete audit under ``--gate`` · 130 interrupted. :func:`main` maps every
+exception to one of them with a one-line message on stderr (a traceback only with ``--debug``).
 """
 
 from __future__ import annotations
@@ -8,67 +11,87 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit trained PyTorch models.")
+from auditkit.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_GATE_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    AuditkitError,
+    BadInputError,
+    one_line,
+)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit trained PyTorch models.",
+                  pretty_exceptions_enable=False)
 zoo_app = typer.Typer(no_args_is_help=True, help="The model zoo: list, inspect and train models.")
 app.add_typer(zoo_app, name="zoo")
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
 
-EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_MODEL_REFUSED = 0, 1, 2, 3
+# Usage errors (unknown option, bad value): typer's own click in recent versions, click's in older.
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+# Files a command has written so far: an interrupt or error message says what is left behind.
+_written: list[Path] = []
 
 
-def _bad_input_errors() -> tuple[type[BaseException], ...]:
-    from auditkit.card import CardError
-    from auditkit.data import DataError
-    from auditkit.loading import ModelInputError
-    from auditkit.results import ResultsError
-    from auditkit.scan import ScanInputError
+def _error_line(label: str, message: object) -> None:
+    """One line on stderr: ``label: message`` (control characters escaped, no rich markup)."""
+    err.print(f"[bold red]{label}:[/] {escape(one_line(message))}", soft_wrap=True)
 
-    from auditkit.zoo.recipes import UnknownZooModelError
 
-    from auditkit.dashboard import DashboardError
+def _left_behind() -> str:
+    if not _written:
+        return "nothing was written"
+    return "written before it stopped: " + ", ".join(str(p) for p in _written)
 
-    errors: list[type[BaseException]] = [CardError, DataError, ModelInputError, ResultsError, ScanInputError,
-                                         UnknownZooModelError, DashboardError]
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default ``sys.argv[1:]``) and return its exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    _written.clear()
     try:
-        from auditkit.gate import PolicyError
-
-        errors.append(PolicyError)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
-@contextmanager
-def _exit_codes(debug: bool) -> Iterator[None]:
-    """Map known errors to exit codes with a one-line message; tracebacks only with --debug."""
-    from auditkit.loading import ModelLoadError
-
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except ModelLoadError as exc:
+        command = typer.main.get_command(app)
+        code = command.main(args=args, prog_name="auditkit", standalone_mode=False)
+        return code if isinstance(code, int) else EXIT_OK
+    except (KeyboardInterrupt, typer.Abort):
+        err.print(f"[yellow]interrupted; {escape(_left_behind())}[/]", soft_wrap=True)
+        return EXIT_INTERRUPTED
+    except typer.Exit as exc:  # --help, or a command's typer.Exit
+        return exc.exit_code
+    except _CLICK_EXCEPTION as exc:  # usage errors: unknown option, bad value...
         if debug:
             traceback.print_exc()
-        err.print(f"[bold red]model refused:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_MODEL_REFUSED) from None
-    except _bad_input_errors() + (FileNotFoundError,) as exc:
+        exc.show()
+        return EXIT_BAD_INPUT
+    except AuditkitError as exc:
         if debug:
             traceback.print_exc()
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted; nothing was written[/]")
-        raise typer.Exit(130) from None
+        label = {3: "model refused", 4: "incomplete"}.get(exc.exit_code, "error")
+        _error_line(label, exc)
+        return exc.exit_code
+    except (RecursionError, MemoryError) as exc:
+        if debug:
+            traceback.print_exc()
+        _error_line("error", f"input too large or too deeply nested to process ({type(exc).__name__})")
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # a bug: say so, never exit 1
+        if debug:
+            traceback.print_exc()
+        where = "" if debug else " (re-run with --debug for the traceback, and please report it)"
+        _error_line("internal error", f"{type(exc).__name__}: {exc}{where}; {_left_behind()}")
+        return EXIT_INTERNAL
 
 
 def _split(values: Optional[list[str]]) -> list[str] | None:
@@ -101,32 +124,44 @@ def scan(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Audit a model: writes OUT/results.json (and reports); exit 0 on success, 1 if --gate fails."""
-    with _exit_codes(debug):
-        from auditkit.scan import scan as run_scan
+    from auditkit.files import check_out_dir
+    from auditkit.report import FILES
+    from auditkit.scanning import scan as run_scan
 
-        decision = None
-        if run_gate:  # read the policy first: a bad policy should fail before a long scan
-            from auditkit.gate import load_policy
+    # Everything that can be refused is refused before the scan spends minutes.
+    check_out_dir(out_dir, ["results.json", *(FILES.values() if report else ())])
+    decision = None
+    if run_gate:
+        from auditkit.policy import load_policy
 
-            the_policy = load_policy(policy)
-        result = run_scan(model, data, card=card, arch=arch, trust_pickle=trust_pickle, out=out_dir,
-                          samples=samples, seed=seed, device=device, budget=budget,  # type: ignore[arg-type]
-                          only=_split(only), skip=_split(skip), defenses=_split(defense),
-                          threads=threads, progress=not quiet)
-        if run_gate:
-            from auditkit.gate import gate as run_the_gate
+        the_policy = load_policy(policy)
+    result = run_scan(model, data, card=card, arch=arch, trust_pickle=trust_pickle, out=out_dir,
+                      samples=samples, seed=seed, device=device, budget=budget,  # type: ignore[arg-type]
+                      only=_split(only), skip=_split(skip), defenses=_split(defense),
+                      threads=threads, progress=not quiet)
+    _written.append(out_dir / "results.json")
+    if run_gate:
+        from auditkit.policy import gate as run_the_gate
+        from auditkit.verdict import gate_outcome, verdict_of
 
-            decision = run_the_gate(result, the_policy, baseline)
-        if report:
-            from auditkit.report import write_reports
+        decision = run_the_gate(result, the_policy, baseline)
+        # The gate's outcome is part of the verdict, stored with the result.
+        result.verdict = verdict_of(result, gate_outcome(decision))
+        result.write(out_dir / "results.json")
+    if report:
+        from auditkit.report import write_reports
 
-            write_reports(result, out_dir, gate_decision=decision)
-        if not quiet:
-            _print_summary(result, out_dir / "results.json")
-        if decision is not None:
-            _print_decision(decision)
-            if not decision.passed:
-                raise typer.Exit(EXIT_GATE_FAILED)
+        _written.extend(write_reports(result, out_dir, gate_decision=decision).values())
+    if not quiet:
+        _print_summary(result, out_dir / "results.json")
+    if decision is not None:
+        _print_decision(decision)
+        if result.verdict.status == "incomplete":
+            _error_line("incomplete", "the audit is incomplete, so the gate cannot pass it: "
+                        + "; ".join(result.verdict.reasons))
+            raise typer.Exit(EXIT_INCOMPLETE)
+        if not decision.passed:
+            raise typer.Exit(EXIT_GATE_FAILED)
 
 
 def _print_decision(decision) -> None:  # type: ignore[no-untyped-def]
@@ -134,7 +169,7 @@ def _print_decision(decision) -> None:  # type: ignore[no-untyped-def]
     out.print(verdict)
     for rule in decision.rules:
         mark = "[green]pass[/]" if rule.passed else "[red]FAIL[/]"
-        out.print(f"  {mark} {rule.name}: {rule.message}", highlight=False)
+        out.print(f"  {mark} {escape(one_line(rule.name))}: {escape(one_line(rule.message))}", soft_wrap=True)
 
 
 @app.command("report")
@@ -145,17 +180,15 @@ def report_cmd(
     debug: bool = typer.Option(False, "--debug"),
 ) -> None:
     """Re-render the reports from a results file alone (no model, no data)."""
-    with _exit_codes(debug):
-        from auditkit.report import write_reports
+    from auditkit.report import write_reports
 
-        wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
-        unknown = [f for f in wanted if f not in ("html", "md", "junit")]
-        if unknown:
-            err.print(f"[bold red]error:[/] unknown format(s) {', '.join(unknown)}; use html, md, junit")
-            raise typer.Exit(EXIT_BAD_INPUT)
-        written = write_reports(results, out_dir or results.parent, formats=wanted)
-        for kind, path in written.items():
-            out.print(f"{kind}: {path}")
+    wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
+    unknown = [f for f in wanted if f not in ("html", "md", "junit")]
+    if unknown or not wanted:
+        raise BadInputError(f"unknown format(s) {', '.join(unknown) or '(none given)'}; use html, md, junit")
+    written = write_reports(results, out_dir or results.parent, formats=wanted)
+    for kind, path in written.items():
+        out.print(f"{kind}: {path}")
 
 
 @app.command("gate")
@@ -167,19 +200,21 @@ def gate_cmd(
     debug: bool = typer.Option(False, "--debug"),
 ) -> None:
     """Apply a policy (and a baseline) to results: exit 0 pass, 1 fail, 2 bad input."""
-    with _exit_codes(debug):
-        from auditkit.gate import gate as run_the_gate
-        from auditkit.gate import load_policy
+    from auditkit.policy import gate as run_the_gate
+    from auditkit.policy import load_policy
 
-        decision = run_the_gate(results, load_policy(policy), baseline)
-        if junit is not None:
-            from auditkit.report import write_reports
+    decision = run_the_gate(results, load_policy(policy), baseline)
+    if junit is not None:
+        from auditkit.files import atomic_write_text
+        from auditkit.report import render_junit
+        from auditkit.results import load_result
 
-            written = write_reports(results, junit.parent, formats=("junit",), gate_decision=decision)
-            written["junit"].replace(junit)
-        _print_decision(decision)
-        if not decision.passed:
-            raise typer.Exit(EXIT_GATE_FAILED)
+        # Written straight to the path asked for: a scan's OUT/junit.xml beside it stays as it is.
+        atomic_write_text(junit, render_junit(load_result(results), decision))
+        _written.append(junit)
+    _print_decision(decision)
+    if not decision.passed:
+        raise typer.Exit(EXIT_GATE_FAILED)
 
 
 @app.command("dashboard")
@@ -192,25 +227,31 @@ def dashboard_cmd(
     debug: bool = typer.Option(False, "--debug"),
 ) -> None:
     """Explore audits in a browser (Streamlit), bound to 127.0.0.1 unless --host says otherwise."""
-    with _exit_codes(debug):
-        from auditkit.dashboard import launch
+    from auditkit.dashboard import launch
 
-        raise typer.Exit(launch(list(results or []), zoo=zoo, port=port, host=host, reports_dir=reports_dir))
+    raise typer.Exit(launch(list(results or []), zoo=zoo, port=port, host=host, reports_dir=reports_dir))
 
 
 def _print_summary(result, path: Path) -> None:  # type: ignore[no-untyped-def]
-    table = Table(title=f"audit of {result.provenance.card.get('name') or result.provenance.model_path}")
+    verdict = result.verdict
+    colour = {"pass": "green", "attention": "yellow", "fail": "red", "incomplete": "magenta"}[verdict.status]
+    out.print(f"[bold {colour}]verdict: {verdict.status.upper()}[/]", soft_wrap=True)
+    for reason in verdict.reasons:
+        out.print(f"  - {escape(one_line(reason))}", soft_wrap=True)
+    title = one_line(result.provenance.card.get("name") or result.provenance.model_path)
+    table = Table(title=escape(f"audit of {title}"))
     table.add_column("check")
     table.add_column("status")
     table.add_column("seconds", justify="right")
     for name, section in result.sections.items():
         status = section.status if section.status == "ok" else f"{section.status}: {section.reason}"
-        table.add_row(name, status, f"{section.seconds:.1f}")
+        table.add_row(escape(one_line(name)), escape(one_line(status)), f"{section.seconds:.1f}")
     out.print(table)
     for f in result.findings:
         colour = {"high": "red", "medium": "yellow", "low": "cyan"}[f.severity]
-        out.print(f"[{colour}]{f.severity}[/] {f.title} — {f.evidence}", highlight=False)
-    out.print(f"results: {path}")
+        out.print(f"[{colour}]{f.severity}[/] {escape(one_line(f.title))} — {escape(one_line(f.evidence))}",
+                  soft_wrap=True)
+    out.print(escape(f"results: {one_line(path)}"), soft_wrap=True)
 
 
 @zoo_app.command("list")
@@ -244,16 +285,15 @@ def _headline(metrics: dict) -> str:  # type: ignore[type-arg]
 @zoo_app.command("info")
 def zoo_info(name: str, debug: bool = typer.Option(False, "--debug")) -> None:
     """Show a zoo model's card and metrics."""
-    with _exit_codes(debug):
-        from auditkit.zoo import get_model, model_info
+    from auditkit.zoo import get_model, model_info
 
-        info = model_info(name)
-        if info["trained"]:
-            _, card = get_model(name)
-            info["card"] = card.model_dump(mode="json")
-            if card.text:
-                info["card"]["text"]["vocab"] = f"<{len(card.text.vocab)} tokens>"
-        out.print_json(json.dumps(info))
+    info = model_info(name)
+    if info["trained"]:
+        _, card = get_model(name)
+        info["card"] = card.model_dump(mode="json")
+        if card.text:
+            info["card"]["text"]["vocab"] = f"<{len(card.text.vocab)} tokens>"
+    out.print_json(json.dumps(info))
 
 
 @zoo_app.command("train")
@@ -268,22 +308,13 @@ def zoo_train(
     debug: bool = typer.Option(False, "--debug"),
 ) -> None:
     """Train a zoo model from its recipe; writes model.pt and metrics.json (works under torchrun)."""
-    with _exit_codes(debug):
-        from auditkit.zoo.recipes import train_zoo_model
+    from auditkit.zoo.recipes import train_zoo_model
 
-        try:
-            metrics = train_zoo_model(name, out_dir=out_dir, epochs=epochs, device=device, seed=seed,
-                                      progress=not quiet, resume=resume)
-        except ValueError as exc:  # e.g. --device cuda without CUDA
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        if metrics:
-            out.print_json(json.dumps(metrics))
-
-
-def main() -> None:  # pragma: no cover
-    app()
+    metrics = train_zoo_model(name, out_dir=out_dir, epochs=epochs, device=device, seed=seed,
+                              progress=not quiet, resume=resume)
+    if metrics:
+        out.print_json(json.dumps(metrics))
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    sys.exit(main())

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import streamlit as st
 
 from auditkit.report.charts import NORM_LABEL, finite_float
+from auditkit.errors import DashboardError  # noqa: F401  (re-exported)
 from auditkit.results import AuditResult, ResultsError
 
 if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
@@ -57,9 +58,6 @@ UPLOAD_TYPES = ["pt", "pth", "pt2", "ts", "safetensors"]
 # captum's hooks / mode switches must not interleave on it.
 _LIVE_LOCK = threading.Lock()
 
-
-class DashboardError(ValueError):
-    """Bad input to the dashboard (missing results file, bad port). The message says the fix."""
 
 
 # ----------------------------------------------------------------------------- arguments

@@ -672,7 +672,7 @@ def view_zoo(audits: list[dash.Audit], args: dash.AppArgs) -> None:
     samples = c1.number_input("Samples", 4, 64, 16, key="zoo_samples")
     checks = c2.multiselect("Checks (empty: all)", list(all_checks()), key="zoo_checks")
     if st.button("Run quick scan", key="zoo_scan", disabled=not models):
-        from auditkit.scan import scan
+        from auditkit.scanning import scan
 
         bar = st.progress(0.0, text="starting")
         done = []

@@ -8,8 +8,6 @@ architecture named by the card.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,17 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from auditkit.errors import ModelInputError, ModelLoadError, UnsafeModelError  # noqa: F401  (re-exported)
 from auditkit.card import AuditCard, CardError
+from auditkit.files import atomic_write_bytes
 
 ZOO_FORMAT = "auditkit/1"
 
 
-class ModelLoadError(Exception):
-    """The model file could not be loaded (exit code 3). The message says why and what to do."""
-
-
-class UnsafeModelError(ModelLoadError):
-    """The file would run code on load and the user did not opt in (exit code 3)."""
 
 
 @dataclass
@@ -39,22 +33,6 @@ class LoadedModel:
     format: str
     path: Path
     notes: list[str] = field(default_factory=list)
-
-
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: no half-written file on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_zoo_file(path: str | Path, module: nn.Module, card: AuditCard, **extra: Any) -> Path:
@@ -104,9 +82,6 @@ def load_zoo_file(path: str | Path) -> LoadedModel:
 
 # ----------------------------------------------------------------------------- all formats
 
-
-class ModelInputError(ValueError):
-    """Bad usage around the model (missing file, unknown --arch): exit code 2."""
 
 
 @dataclass

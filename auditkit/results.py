@@ -15,27 +15,40 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-SCHEMA_VERSION = "1.0"
+from auditkit.errors import ResultsError  # noqa: F401  (re-exported)
+
+SCHEMA_VERSION = "2.0"
 Severity = Literal["high", "medium", "low"]
-Status = Literal["ok", "skipped", "failed"]
+SEVERITIES: tuple[str, ...] = ("high", "medium", "low")
+# ok: ran; not-applicable: the check does not apply to this task; skipped: it applies but did not
+# run (missing card field, --only/--skip...); failed: it raised, the reason says what.
+Status = Literal["ok", "not-applicable", "skipped", "failed"]
+# What a finding is about: only findings about the model itself decide the verdict's severity.
+Subject = Literal["model", "data", "evaluation", "defense"]
+VerdictStatus = Literal["pass", "attention", "fail", "incomplete"]
 TIMING_KEYS = ("seconds", "timings", "started_at", "wall_seconds")
 
 
-class ResultsError(ValueError):
-    """A results file is missing, unreadable or of an unknown schema version."""
-
-
 class Finding(BaseModel):
-    """Something a reader must know first."""
+    """Something a reader must know first: what, why it matters, what to do next, where the
+    evidence is (``evidence_path``: a dotted path into results.json)."""
 
     severity: Severity
     title: str
     evidence: str
     section: str
+    why: str | None = Field(None, description="Why this matters to someone about to ship the model.")
+    action: str | None = Field(None, description="What to do next.")
+    evidence_path: str | None = Field(None, description="Dotted path of the evidence in results.json.")
+    subject: Subject = "model"
 
 
 class Section(BaseModel):
-    """What one check returned. ``data`` is plain JSON (numbers, strings, lists, dicts)."""
+    """What one check returned. ``data`` is plain JSON (numbers, strings, lists, dicts).
+
+    ``incomplete`` lists what the check could not do although it ran (an attack that raised, a
+    method that failed): every figure it reports is then a bound, and the verdict says so.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -45,6 +58,25 @@ class Section(BaseModel):
     seconds: float = 0.0
     data: dict[str, Any] = Field(default_factory=dict)
     findings: list[Finding] = Field(default_factory=list)
+    incomplete: list[str] = Field(default_factory=list)
+
+
+class GateOutcome(BaseModel):
+    """The gate's decision as stored with the result (rule names and messages)."""
+
+    passed: bool
+    policy: str | None = None
+    failed_rules: list[str] = Field(default_factory=list)
+    messages: list[str] = Field(default_factory=list)
+
+
+class Verdict(BaseModel):
+    """The answer first: ``pass`` / ``attention`` / ``fail`` / ``incomplete`` and the (at most
+    three) reasons that decide it."""
+
+    status: VerdictStatus
+    reasons: list[str] = Field(default_factory=list)
+    gate: GateOutcome | None = None
 
 
 class Provenance(BaseModel):
@@ -72,6 +104,7 @@ class AuditResult(BaseModel):
     """A whole audit. ``sections`` are keyed by check name, in the order they ran."""
 
     schema_version: str = SCHEMA_VERSION
+    verdict: Verdict
     provenance: Provenance
     sections: dict[str, Section] = Field(default_factory=dict)
     findings: list[Finding] = Field(default_factory=list)
@@ -84,7 +117,7 @@ class AuditResult(BaseModel):
 
     def write(self, path: str | Path) -> Path:
         """Write atomically (temporary file, then rename)."""
-        from auditkit.loading import atomic_write_bytes
+        from auditkit.files import atomic_write_bytes
 
         path = Path(path)
         text = self.to_json()
@@ -94,12 +127,21 @@ class AuditResult(BaseModel):
     @classmethod
     def read(cls, path: str | Path) -> "AuditResult":
         path = Path(path)
+        from auditkit.files import read_user_text
+
+        text = read_user_text(path, "results file", ResultsError)
+        return cls.parse(text, str(path))
+
+    @classmethod
+    def parse(cls, text: str | bytes, source: str = "results") -> "AuditResult":
+        """Validate results JSON ``text``; :class:`ResultsError` naming ``source`` otherwise."""
+        path = source
         try:
-            raw = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ResultsError(f"results file {path} does not exist; run `auditkit scan` first") from None
+            raw = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ResultsError(f"{path} is not a results JSON file: {exc}") from None
+        except RecursionError:
+            raise ResultsError(f"{path} is nested too deeply to be a results file") from None
         version = raw.get("schema_version") if isinstance(raw, dict) else None
         if version is None or str(version).split(".")[0] != SCHEMA_VERSION.split(".")[0]:
             raise ResultsError(
@@ -108,6 +150,8 @@ class AuditResult(BaseModel):
             )
         try:
             return cls.model_validate(raw)
+        except RecursionError:
+            raise ResultsError(f"{path} is nested too deeply to be a results file") from None
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])

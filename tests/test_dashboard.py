@@ -35,7 +35,7 @@ def dashboard_results(root: Path) -> dict[str, Path]:
     robustness at two radii, lstm-reviews with word-substitution robustness, fraud-mlp with
     performance and attributions, gan-digits with its GAN checks and discriminator attack."""
     if not _RESULTS:
-        from auditkit.scan import scan
+        from auditkit.scanning import scan
 
         specs: dict[str, dict[str, Any]] = {
             "cnn-digits": {"only": ["performance", "attributions", "robustness"], "epsilons": {"linf": [0.1, 0.3]}},

@@ -381,7 +381,7 @@ def test_defenses_section_reports_every_defense() -> None:
 
 def test_defenses_section_is_skipped_without_defenses_and_refuses_unknown_names() -> None:
     import auditkit
-    from auditkit.scan import ScanInputError
+    from auditkit.scanning import ScanInputError
 
     result = auditkit.scan("zoo/cnn-digits/model.pt", samples=4, budget="quick", progress=False,
                            only=["defenses"])

@@ -18,7 +18,7 @@ import pytest
 
 import auditkit
 from auditkit.attacks.ensemble import EnsembleResult
-from auditkit.gate import (
+from auditkit.policy import (
     BaselineError,
     GateDecision,
     Policy,

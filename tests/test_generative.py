@@ -298,7 +298,7 @@ def _walk_numbers(obj: Any) -> list[float]:
 
 @pytest.fixture(scope="module")
 def gan_scan():
-    from auditkit.scan import scan
+    from auditkit.scanning import scan
 
     # Only the checks this test needs: others are exercised (and timed) in their own tests.
     return scan(zoo_model_path("gan-digits"), samples=64, progress=False, only=["gan", "performance"])
@@ -332,7 +332,7 @@ def test_scan_gan_section_has_all_parts(gan_scan) -> None:
 
 
 def test_scan_cnn_reports_gan_check_skipped() -> None:
-    from auditkit.scan import scan
+    from auditkit.scanning import scan
 
     result = scan(zoo_model_path("cnn-digits"), samples=16, progress=False, only=["gan"])
     section = result.sections["gan"]
@@ -341,7 +341,7 @@ def test_scan_cnn_reports_gan_check_skipped() -> None:
 
 
 def test_gan_check_without_judge_runs_the_rest(monkeypatch, tmp_path: Path, digits) -> None:
-    from auditkit.scan import scan
+    from auditkit.scanning import scan
 
     model = load_model(zoo_model_path("gan-digits"))
     monkeypatch.setenv("AUDITKIT_ZOO_DIR", str(tmp_path))  # no judge artifact there

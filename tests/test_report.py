@@ -368,7 +368,7 @@ def test_junit_without_robustness_or_gate(zoo_results: dict[str, AuditResult]) -
 
 
 def test_real_gate_decision_in_every_format(zoo_results: dict[str, AuditResult]) -> None:
-    gate = pytest.importorskip("auditkit.gate")
+    gate = pytest.importorskip("auditkit.policy")
     decision = gate.GateDecision(passed=False, rules=[
         gate.RuleOutcome(name="min_clean_accuracy", passed=True, message="0.98 >= 0.95"),
         gate.RuleOutcome(name="gradient masking", passed=False, message="2 masking checks failed")])

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from auditkit.errors import BadInputError
 from auditkit.attacks.common import (
     AttackOutput,
     check_bounds,
@@ -49,7 +50,7 @@ NORM_TOL = 1e-6
 Runner = Callable[..., tuple[Tensor, Tensor | None]]
 
 
-class UnknownAttackError(ValueError):
+class UnknownAttackError(BadInputError):
     """An attack name that is not registered; the message lists the registered ones."""
 
 

@@ -347,7 +347,7 @@ def _load_cached(path: Path, key: str) -> dict[str, Any] | None:
 
 def _store(path: Path, payload: dict[str, Any]) -> bool:
     """Write ``payload`` atomically; False (no cache) when the folder is not writable."""
-    from auditkit.loading import atomic_write_bytes
+    from auditkit.files import atomic_write_bytes
 
     try:
         atomic_write_bytes(path, lambda tmp: joblib.dump(payload, tmp))

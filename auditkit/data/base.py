@@ -8,11 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from auditkit.errors import DataError  # noqa: F401  (re-exported)
 from auditkit.card import FeatureSpec, Task, TextSpec
 
-
-class DataError(ValueError):
-    """Bad or unreadable data. The message says what is wrong and how to fix it."""
 
 
 @dataclass

@@ -51,7 +51,7 @@ DEFAULT_L2 = [0.0, 0.25, 0.5, 1.0]
 
 def check_defense_names(names: list[str]) -> list[str]:
     """``names`` de-duplicated in order; ScanInputError listing the known defenses otherwise."""
-    from auditkit.scan import ScanInputError
+    from auditkit.scanning import ScanInputError
 
     unknown = [n for n in names if n not in DEFENSES]
     if unknown:

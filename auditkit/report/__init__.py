@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from auditkit.loading import atomic_write_bytes
+from auditkit.files import atomic_write_bytes
 from auditkit.report.html import render_html
 from auditkit.report.junit import render_junit
 from auditkit.report.markdown import render_markdown

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from auditkit.errors import UnknownZooModelError  # noqa: F401  (re-exported)
 from auditkit.card import AuditCard, Preprocessing
 from auditkit.defenses import adversarial_training as _at
 from auditkit.data import AuditData, load_data
@@ -476,9 +477,6 @@ def render_model_card(recipe: ZooRecipe, card: AuditCard, metrics: dict[str, Any
               "- `metrics.json`: the figures above, machine-readable", ""]
     return "\n".join(lines)
 
-
-class UnknownZooModelError(ValueError):
-    """A zoo model name that no recipe has (bad usage, exit code 2)."""
 
 
 def get_recipe(name: str) -> ZooRecipe:

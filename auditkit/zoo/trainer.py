@@ -38,6 +38,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from auditkit.errors import BadInputError
+
 __all__ = [
     "CheckpointError",
     "ClassifierTask",
@@ -54,7 +56,7 @@ __all__ = [
 CHECKPOINT_FORMAT = "auditkit-train/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BadInputError):
     """A training checkpoint cannot be read or does not match the run being resumed."""
 
 
@@ -180,10 +182,11 @@ class TrainTask(Protocol):
 # ----------------------------------------------------------------------------- devices, seeds
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` → CUDA if available else CPU; ``"cpu"``; ``"cuda"`` or ``"cuda:N"``.
 
-    Raises ValueError when CUDA is asked for but unavailable, or the name is unknown.
+    Raises :class:`~auditkit.errors.BadInputError` (a ValueError) when CUDA is asked for but
+    unavailable, or the name is unknown.
     """
     if isinstance(device, torch.device):
         device = str(device)
@@ -191,20 +194,20 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
         return torch.device("cpu")
-    if device == "cuda" or device.startswith("cuda:"):
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} was asked for but CUDA is not available; use device='cpu' or 'auto'")
+            raise BadInputError(f"device {device!r} was asked for but CUDA is not available; use --device cpu or auto")
         dev = torch.device(device)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
+            raise BadInputError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
         return dev
-    raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    raise BadInputError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy's global RNG and torch (CPU and all CUDA devices)."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+        raise BadInputError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     random.seed(int(seed))
     np.random.seed(int(seed))
     torch.manual_seed(int(seed))  # also seeds every CUDA device

@@ -14,16 +14,15 @@ import torch
 
 from auditkit import __version__
 from auditkit.card import AuditCard
-from auditkit.checks import Budget, ScanConfig, ScanContext, all_checks
-from auditkit.data import AuditData, DataError, load_data
-from auditkit.loading import AuditModel, ModelLoadError, load_model
+from auditkit.checks import Budget, Check, ScanConfig, ScanContext, all_checks
+from auditkit.data import AuditData, load_data
+from auditkit.errors import BadInputError, DataError, ModelLoadError, ScanInputError, one_line
+from auditkit.loading import AuditModel, load_model
 from auditkit.results import AuditResult, Finding, Provenance, Section
+from auditkit.verdict import decide
 
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 
-
-class ScanInputError(ValueError):
-    """The model, card and data do not fit together (exit code 2). The message says how to fix it."""
 
 
 def _version(module: str) -> str | None:
@@ -80,6 +79,32 @@ def validate(model: AuditModel, data: AuditData) -> None:
         )
 
 
+def _run_check(check: Check, ctx: ScanContext) -> Section:
+    """Run one check; an error inside it fails that section only (never the scan), with a
+    high finding, so that the verdict is "incomplete" rather than a silent pass."""
+    name = check.name
+    if ctx.model.card.task not in check.tasks:
+        return Section(name=name, status="not-applicable", reason=f"does not apply to task {ctx.model.card.task}")
+    reason = check.skip_reason(ctx)
+    if reason:
+        return Section(name=name, status="skipped", reason=reason)
+    torch.manual_seed(ctx.config.seed)
+    ctx.incomplete = []
+    try:
+        data_out, check_findings = check.run(ctx)
+    except (BadInputError, ModelLoadError):
+        raise  # the user's input is at fault: exit 2 or 3 with its message
+    except Exception as exc:  # noqa: BLE001  (recorded, never swallowed: the verdict says incomplete)
+        message = one_line(f"{type(exc).__name__}: {exc}", 500)
+        finding = Finding(severity="high", title=f"The {name} check could not run", evidence=message,
+                          section=name, subject="evaluation", evidence_path=f"sections.{name}.reason",
+                          why="Its figures are missing, so the audit cannot vouch for what it measures.",
+                          action="Re-run with --debug --only " + name + " to see the traceback, and report it "
+                                 "if the model and data are valid.")
+        return Section(name=name, status="failed", reason=message, findings=[finding])
+    return Section(name=name, data=data_out, findings=check_findings, incomplete=list(ctx.incomplete))
+
+
 def _choose_eval_index(data: AuditData, n: int, seed: int) -> np.ndarray:
     n_test = len(data.y_test)
     if n >= n_test:
@@ -130,8 +155,14 @@ def scan(
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if budget not in ("quick", "standard", "thorough"):
         raise ScanInputError(f"budget {budget!r} is not one of quick, standard, thorough")
-    if samples < 1:
-        raise ScanInputError("--samples must be at least 1")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ScanInputError(f"--samples must be a whole number of at least 1, got {samples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ScanInputError(f"--seed must be a whole number in [0, 2**32), got {seed!r}")
+    if defenses:
+        from auditkit.defenses.check import check_defense_names
+
+        defenses = check_defense_names(list(defenses))
     config = ScanConfig(samples=samples, seed=seed, budget=budget, device=device,
                         only=list(only) if only else None, skip=list(skip) if skip else None,
                         epsilons=epsilons, defenses=list(defenses) if defenses else None, threads=threads)
@@ -175,18 +206,12 @@ def scan(
             outer.set_description(f"scan: {name}")  # type: ignore[attr-defined]
         check = checks[name]()
         t0 = time.perf_counter()
-        reason = check.skip_reason(ctx)
-        if reason:
-            section = Section(name=name, status="skipped", reason=reason)
-        else:
-            torch.manual_seed(seed)
-            data_out, check_findings = check.run(ctx)
-            section = Section(name=name, data=data_out, findings=check_findings)
-            findings.extend(check_findings)
+        section = _run_check(check, ctx)
+        findings.extend(section.findings)
         section.seconds = round(time.perf_counter() - t0, 3)
         timings[name] = section.seconds
         ctx.sections[name] = section
-    findings.sort(key=lambda f: SEVERITY_ORDER[f.severity])
+    findings.sort(key=lambda f: (SEVERITY_ORDER[f.severity], f.subject != "model"))
     prov = Provenance(
         auditkit=__version__, torch=torch.__version__, captum=_version("captum"), foolbox=_version("foolbox"),
         python=platform.python_version(), platform=platform.platform(terse=True),
@@ -195,7 +220,8 @@ def scan(
         config=config.as_dict(), seed=seed, device=str(audit_model.device), started_at=started_at,
         wall_seconds=round(time.perf_counter() - started, 3), timings=timings,
     )
-    result = AuditResult(provenance=prov, sections=ctx.sections, findings=findings)
+    verdict = decide(ctx.sections, findings, audit_model.card.task)
+    result = AuditResult(verdict=verdict, provenance=prov, sections=ctx.sections, findings=findings)
     # Round-trip through JSON types so the in-memory result equals what a reader gets back.
     result = AuditResult.model_validate_json(result.to_json())
     if out is not None:

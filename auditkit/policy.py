@@ -86,6 +86,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
     import tomli as tomllib  # type: ignore[no-redef]
 
+from auditkit.errors import BaselineResultsError as BaselineError, PolicyError  # noqa: F401  (re-exported)
 from auditkit.results import AuditResult, ResultsError, load_result
 from auditkit.stats import mcnemar_exact
 
@@ -112,13 +113,6 @@ RESULT_ROOTS = ("sections", "provenance", "findings", "schema_version")
 EPS_MATCH = 1e-9
 
 
-class PolicyError(ValueError):
-    """A policy file is missing or malformed; the message names the file, the line and the fix."""
-
-
-class BaselineError(ResultsError):
-    """A baseline cannot be compared with the current results (different data, samples or
-    attacks, or it lacks what the comparison needs)."""
 
 
 # --------------------------------------------------------------------------------- policy
@@ -415,12 +409,13 @@ def load_policy(path: str | Path | None = None, search_from: Path | None = None)
 
 
 def _load_file(path: Path, required: bool) -> Policy | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"cannot read policy file {path}: {exc}") from None
+    from auditkit.files import read_user_text
+
+    text = read_user_text(path, "policy file", PolicyError)
     try:
         doc = tomllib.loads(text)
+    except RecursionError:
+        raise PolicyError(f"{path}: nested too deeply to be a gate policy; see docs/github-actions.md") from None
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
         where = f"{path}, line {m.group(1)}" if m else str(path)
@@ -490,7 +485,7 @@ class GateDecision:
 
     def write(self, path: str | Path) -> Path:
         """Write :meth:`to_dict` as JSON atomically (e.g. ``OUT/gate.json``)."""
-        from auditkit.loading import atomic_write_bytes
+        from auditkit.files import atomic_write_bytes
 
         path = Path(path)
         text = json.dumps(self.to_dict(), indent=1) + "\n"
