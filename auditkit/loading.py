@@ -100,6 +100,7 @@ class AuditModel:
     device: torch.device
     notes: list[str] = field(default_factory=list)
     loaded_in_train_mode: bool = False  # as the file had it; the module itself is put in eval mode
+    card_source: str | None = None  # where the card came from (argument, file, embedded, sidecar, inferred)
 
     @property
     def eager(self) -> bool:
@@ -202,25 +203,36 @@ def _describe_pickle(path: Path, names: list[str]) -> str:
     )
 
 
-def _read_card(explicit: AuditCard | str | Path | None, embedded: str | bytes | dict | None, path: Path) -> AuditCard:
-    """Card precedence: explicit argument > embedded in the file > sidecar ``<stem>.card.json``."""
+CardRef = tuple["AuditCard | None", "str | None"]  # the card and where it came from
+
+
+def _read_card(explicit: AuditCard | str | Path | None, embedded: str | bytes | dict | None, path: Path,
+               required: bool = True) -> CardRef:
+    """Card precedence: explicit argument > embedded in the file > sidecar ``<stem>.card.json``.
+
+    Returns the card and its source (``"argument"``, ``"file PATH"``, ``"embedded in PATH"``,
+    ``"sidecar PATH"``), or ``(None, None)`` when there is none and ``required`` is False.
+    """
     import json
 
     if isinstance(explicit, AuditCard):
-        return explicit
+        return explicit, "argument"
     if explicit is not None:
-        return AuditCard.read(explicit)
+        return AuditCard.read(explicit), f"file {explicit}"
     if embedded:
         try:
             data = json.loads(embedded) if isinstance(embedded, (str, bytes)) else embedded
         except json.JSONDecodeError as exc:
             raise CardError(f"{path}: the embedded card is not valid JSON: {exc}") from None
-        return AuditCard.from_dict(data, source=f"{path} (embedded card)")
+        return AuditCard.from_dict(data, source=f"{path} (embedded card)"), f"embedded in {path}"
     sidecar = path.with_name(path.name.split(".")[0] + ".card.json")
-    if sidecar.exists():
-        return AuditCard.read(sidecar)
+    if sidecar.is_file():
+        return AuditCard.read(sidecar), f"sidecar {sidecar}"
+    if not required:
+        return None, None
     raise CardError(
-        f"{path} carries no audit card and there is no {sidecar.name} beside it; pass --card FILE"
+        f"{path} carries no audit card and there is no {sidecar.name} beside it; pass --card FILE, or "
+        "--data SPEC to have the card inferred"
     )
 
 
@@ -252,10 +264,10 @@ def import_arch(spec: str) -> Any:
 
 
 def _from_state_dict(
-    state: dict[str, torch.Tensor], card: AuditCard, arch: str | None, path: Path
+    state: dict[str, torch.Tensor], card: AuditCard | None, arch: str | None, path: Path
 ) -> nn.Module:
     if arch is None:
-        if card.architecture:
+        if card is not None and card.architecture:
             return build_from_card(card, state, str(path))
         raise ModelInputError(
             f"{path} holds only weights (a state_dict); pass --arch package.module:Class "
@@ -263,7 +275,7 @@ def _from_state_dict(
         )
     builder = import_arch(arch)
     try:
-        module = builder(**card.arch_kwargs)
+        module = builder(**(card.arch_kwargs if card is not None else {}))
     except TypeError as exc:
         raise ModelInputError(f"--arch {arch}: cannot build it with the card's arch_kwargs: {exc}") from None
     try:
@@ -280,8 +292,12 @@ def load_model(
     arch: str | None = None,
     trust_pickle: bool = False,
     device: str = "auto",
+    require_card: bool = True,
 ) -> AuditModel:
     """Load any accepted model format safely (DESIGN.md §4).
+
+    With ``require_card=False`` a file with no card (explicit, embedded or sidecar) loads with
+    ``card=None``, for the caller to infer one; ``card_source`` says where the card came from.
 
     Accepted: the zoo's ``model.pt``; TorchScript (card in ``_extra_files['card.json']``);
     ``torch.export`` programs ``.pt2`` (card in ``extra_files['card.json']``); a state_dict
@@ -310,7 +326,7 @@ def load_model(
             state = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types for bad headers
             raise ModelLoadError(f"{path} is not a readable safetensors file: {exc}") from None
-        the_card = _read_card(card, None, path)
+        the_card, source = _read_card(card, None, path, require_card)
         module, fmt = _from_state_dict(state, the_card, arch, path), "safetensors"
     elif head.startswith(b"PK"):
         try:
@@ -323,9 +339,10 @@ def load_model(
                 program = torch.export.load(str(path), extra_files=extra)
             except Exception as exc:
                 raise ModelLoadError(f"{path} is a torch.export archive that failed to load: {exc}") from None
-            the_card = _read_card(card, extra.get("card.json") or None, path)
+            the_card, source = _read_card(card, extra.get("card.json") or None, path, require_card)
             module, fmt = ExportedProgramModule(program.module()), "export"
-            _check_dynamic_batch(module, the_card, path)
+            if the_card is not None:
+                _check_dynamic_batch(module, the_card, path)
             notes.append("torch.export program: layer hooks unavailable; hook-based methods are skipped")
         elif any("/code/" in n or n.endswith("/constants.pkl") for n in names):
             extra = {"card.json": ""}
@@ -333,11 +350,11 @@ def load_model(
                 module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
             except Exception as exc:
                 raise ModelLoadError(f"{path} is a TorchScript archive that failed to load: {exc}") from None
-            the_card = _read_card(card, extra.get("card.json") or None, path)
+            the_card, source = _read_card(card, extra.get("card.json") or None, path, require_card)
             fmt = "torchscript"
             notes.append("TorchScript: layer hooks unavailable; hook-based methods are skipped")
         else:
-            module, the_card, fmt = _load_torch_save(path, names, card, arch, trust_pickle)
+            module, (the_card, source), fmt = _load_torch_save(path, names, card, arch, trust_pickle, require_card)
     else:
         # Not a zip: a legacy torch.save / plain pickle, or not a model file at all.
         globals_ = _pickle_globals(path.read_bytes())
@@ -348,18 +365,19 @@ def load_model(
             )
         if not trust_pickle:
             raise UnsafeModelError(_describe_pickle(path, globals_))
-        module, the_card, fmt = _load_trusted_pickle(path, card)
+        module, (the_card, source), fmt = _load_trusted_pickle(path, card, require_card)
     if not isinstance(module, nn.Module):
         raise ModelLoadError(f"{path} does not hold a torch module")
     was_training = any(m.training for m in module.modules()) if fmt in ("torchscript", "pickle") else False
     module = module.to(dev).eval()
-    return AuditModel(module=module, card=the_card, format=fmt, path=path, sha256=digest, device=dev,
-                      notes=notes, loaded_in_train_mode=was_training)
+    return AuditModel(module=module, card=the_card, format=fmt, path=path, sha256=digest, device=dev,  # type: ignore[arg-type]
+                      notes=notes, loaded_in_train_mode=was_training, card_source=source)
 
 
 def _load_torch_save(
-    path: Path, names: list[str], card: AuditCard | str | Path | None, arch: str | None, trust_pickle: bool
-) -> tuple[nn.Module, AuditCard, str]:
+    path: Path, names: list[str], card: AuditCard | str | Path | None, arch: str | None, trust_pickle: bool,
+    require_card: bool = True,
+) -> tuple[nn.Module, CardRef, str]:
     import pickle
     import zipfile
 
@@ -372,28 +390,28 @@ def _load_torch_save(
             raise ModelLoadError(f"{path} is a corrupt torch archive (its data.pkl does not parse)") from None
         if not trust_pickle:
             raise UnsafeModelError(_describe_pickle(path, globals_)) from None
-        module, the_card, fmt = _load_trusted_pickle(path, card)
-        return module, the_card, fmt
+        return _load_trusted_pickle(path, card, require_card)
     except Exception as exc:  # truncated members, bad CRCs, ...
         raise ModelLoadError(f"{path} is a corrupt or truncated torch archive: {exc}") from None
     if isinstance(payload, dict) and payload.get("format") == ZOO_FORMAT:
-        the_card = _read_card(card, payload.get("card"), path)
+        ref = _read_card(card, payload.get("card"), path)
         state = payload["state_dict"]
         if arch is not None:
-            return _from_state_dict(state, the_card, arch, path), the_card, "zoo"
-        return build_from_card(the_card, state, str(path)), the_card, "zoo"
+            return _from_state_dict(state, ref[0], arch, path), ref, "zoo"
+        return build_from_card(ref[0], state, str(path)), ref, "zoo"  # type: ignore[arg-type]
     if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
-        the_card = _read_card(card, None, path)
-        return _from_state_dict(payload, the_card, arch, path), the_card, "state_dict"
+        ref = _read_card(card, None, path, require_card)
+        return _from_state_dict(payload, ref[0], arch, path), ref, "state_dict"
     raise ModelLoadError(
         f"{path} holds plain data but neither an {ZOO_FORMAT} model nor a state_dict of tensors"
     )
 
 
-def _load_trusted_pickle(path: Path, card: AuditCard | str | Path | None) -> tuple[nn.Module, AuditCard, str]:
+def _load_trusted_pickle(path: Path, card: AuditCard | str | Path | None,
+                         require_card: bool = True) -> tuple[nn.Module, CardRef, str]:
     # The user passed --trust-pickle: this is the one place that runs a file's pickled code.
     try:
         module = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise ModelLoadError(f"{path}: trusted pickle failed to load: {exc}") from None
-    return module, _read_card(card, None, path), "pickle"
+    return module, _read_card(card, None, path, require_card), "pickle"

@@ -92,6 +92,7 @@ class Provenance(BaseModel):
     data_spec: str
     data_sha256: str
     card: dict[str, Any]
+    card_source: str | None = Field(None, description="Where the card came from: argument, file, embedded, sidecar.")
     config: dict[str, Any]
     seed: int
     device: str

@@ -217,6 +217,7 @@ def scan(
         python=platform.python_version(), platform=platform.platform(terse=True),
         model_path=str(audit_model.path), model_sha256=audit_model.sha256, model_format=audit_model.format,
         data_spec=str(data_spec), data_sha256=audit_data.sha256(), card=audit_model.card.model_dump(mode="json"),
+        card_source=audit_model.card_source,
         config=config.as_dict(), seed=seed, device=str(audit_model.device), started_at=started_at,
         wall_seconds=round(time.perf_counter() - started, 3), timings=timings,
     )
