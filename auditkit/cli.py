@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default ``sys.argv[1:]``) and return its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if not debug:
+        # Deprecation notices of the libraries underneath (torch.jit, foolbox) are for their
+        # developers, not for a CI log; --debug shows them.
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|foolbox|captum)(\.|$)")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
     _written.clear()
     try:
         command = typer.main.get_command(app)

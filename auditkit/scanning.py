@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +17,7 @@ from auditkit.checks import Budget, Check, ScanConfig, ScanContext, all_checks
 from auditkit.data import AuditData, load_data
 from auditkit.errors import BadInputError, DataError, ModelLoadError, ScanInputError, one_line
 from auditkit.loading import AuditModel, load_model
+from auditkit.progress import ScanProgress
 from auditkit.results import AuditResult, Finding, Provenance, Section
 from auditkit.verdict import decide
 
@@ -184,26 +184,13 @@ def scan(
         audit_data = load_data(data_spec, card=audit_model.card)
     validate(audit_model, audit_data)
 
-    def track(iterable: Iterable[Any], **kw: Any) -> Iterable[Any]:
-        if not progress:
-            return iterable
-        from tqdm.auto import tqdm
-
-        return tqdm(iterable, leave=False, file=sys.stderr, position=1, **kw)
-
+    reporter = ScanProgress(progress)
     ctx = ScanContext(model=audit_model, data=audit_data, config=config,
-                      eval_index=_choose_eval_index(audit_data, samples, seed), track=track)
+                      eval_index=_choose_eval_index(audit_data, samples, seed), track=reporter.track)
     checks = all_checks()
     timings: dict[str, float] = {}
     findings: list[Finding] = []
-    outer: Iterable[str] = names
-    if progress:
-        from tqdm.auto import tqdm
-
-        outer = tqdm(names, desc="scan", file=sys.stderr, position=0, leave=False)
-    for name in outer:
-        if progress:
-            outer.set_description(f"scan: {name}")  # type: ignore[attr-defined]
+    for i, name in enumerate(names, 1):
         check = checks[name]()
         t0 = time.perf_counter()
         section = _run_check(check, ctx)
@@ -211,6 +198,8 @@ def scan(
         section.seconds = round(time.perf_counter() - t0, 3)
         timings[name] = section.seconds
         ctx.sections[name] = section
+        status = "incomplete" if section.incomplete else section.status
+        reporter.check_done(i, len(names), name, status, section.seconds, section.reason)
     findings.sort(key=lambda f: (SEVERITY_ORDER[f.severity], f.subject != "model"))
     prov = Provenance(
         auditkit=__version__, torch=torch.__version__, captum=_version("captum"), foolbox=_version("foolbox"),

@@ -47,8 +47,10 @@ class Chart:
     width: int | None = None  # the most the figure needs (small multiples); None: the page's width
 
     def to_json(self) -> str:
-        """Compact JSON, safe to embed in a <script> element."""
-        return json.dumps(self.spec, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+        """Compact JSON, safe to embed in a <script> element: ``<``, ``>`` and ``&`` are written as
+        JSON escapes, so no text in the data (``</script>``, ``<!--``) can end or re-open the element."""
+        text = json.dumps(self.spec, separators=(",", ":"), allow_nan=False)
+        return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 @dataclass

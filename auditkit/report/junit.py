@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -18,25 +19,35 @@ from auditkit.report.markdown import gate_rules, masking_checks, model_title
 from auditkit.results import AuditResult
 
 
+# Characters XML 1.0 forbids anywhere (ElementTree writes them as they are, making the file
+# ill-formed): C0 controls but tab/newline/CR, surrogates, U+FFFE/U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _x(text: object) -> str:
+    """``text`` with the characters XML cannot hold shown as ``\\xNN`` escapes."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
 def _suite(root: ET.Element, name: str) -> ET.Element:
-    return ET.SubElement(root, "testsuite", name=name)
+    return ET.SubElement(root, "testsuite", name=_x(name))
 
 
 def _case(suite: ET.Element, name: str, classname: str, seconds: float | None = None) -> ET.Element:
-    case = ET.SubElement(suite, "testcase", name=name, classname=classname)
+    case = ET.SubElement(suite, "testcase", name=_x(name), classname=_x(classname))
     if seconds is not None:
         case.set("time", f"{seconds:.3f}")
     return case
 
 
 def _child(case: ET.Element, tag: str, message: str, text: str | None = None) -> None:
-    el = ET.SubElement(case, tag, message=message[:500])
+    el = ET.SubElement(case, tag, message=_x(message[:500]))
     if text:
-        el.text = text
+        el.text = _x(text)
 
 
 def _out(case: ET.Element, text: str) -> None:
-    ET.SubElement(case, "system-out").text = text
+    ET.SubElement(case, "system-out").text = _x(text)
 
 
 def _count(suite: ET.Element) -> dict[str, int]:
@@ -54,7 +65,7 @@ def _count(suite: ET.Element) -> dict[str, int]:
 
 def render_junit(result: AuditResult, gate_decision: Any = None) -> str:
     """The JUnit XML document (UTF-8 string with an XML declaration)."""
-    root = ET.Element("testsuites", name=f"auditkit: {model_title(result)}")
+    root = ET.Element("testsuites", name=_x(f"auditkit: {model_title(result)}"))
 
     if gate_decision is not None:
         suite = _suite(root, "gate")
@@ -93,7 +104,7 @@ def render_junit(result: AuditResult, gate_decision: Any = None) -> str:
     p = result.provenance
     for key, value in (("auditkit", p.auditkit), ("model_sha256", p.model_sha256), ("data_spec", p.data_spec),
                        ("seed", str(p.seed)), ("budget", str(p.config.get("budget", "")))):
-        ET.SubElement(props, "property", name=key, value=value)
+        ET.SubElement(props, "property", name=key, value=_x(value))
     for name, section in result.sections.items():
         case = _case(suite, name, "auditkit.checks", section.seconds)
         if section.status == "skipped":

@@ -7,9 +7,12 @@ Everything is read from the :class:`~auditkit.results.AuditResult`; nothing is r
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from auditkit.errors import one_line
 from auditkit.results import AuditResult, Finding
 
 SEVERITIES = ("high", "medium", "low")
@@ -300,13 +303,29 @@ def model_title(result: AuditResult) -> str:
 # --------------------------------------------------------------------------- Markdown
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def _cell(text: object) -> str:
+    """Plain text for Markdown, one line: no raw HTML (``<`` ``>`` ``&`` as entities), and the
+    characters that would start markup or end a table cell backslash-escaped."""
+    escaped = html.escape(one_line(text), quote=False)
+    return re.sub(r"([\\`*_\[\]|#~!])", r"\\\1", escaped)
+
+
+def _code(text: object) -> str:
+    """``text`` as an inline code span whose fence is longer than any backtick run inside it."""
+    s = one_line(text).replace("|", "¦")  # a pipe would end a table cell even inside code
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", s)), default=0) + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
 
 
 def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """``text`` on one line, cut at a word boundary to at most ``limit`` characters."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:") + "…"
 
 
 def _capped(lines: list[str], items: Iterable[str], cap: int, more: str) -> None:
@@ -324,7 +343,7 @@ def render_markdown(result: AuditResult, gate_decision: Any = None) -> str:
     lines = [
         f"## auditkit: {_cell(model_title(result))} ({card.get('task', 'unknown task')})",
         "",
-        f"`{_cell(p.model_path)}` (sha256 `{p.model_sha256[:12]}`), data `{_cell(p.data_spec)}`, "
+        f"{_code(p.model_path)} (sha256 {_code(p.model_sha256[:12])}), data {_code(p.data_spec)}, "
         f"budget {p.config.get('budget', '?')}, {p.config.get('samples', '?')} samples, seed {p.seed}, "
         f"auditkit {p.auditkit}.",
     ]
@@ -350,7 +369,7 @@ def render_markdown(result: AuditResult, gate_decision: Any = None) -> str:
     if result.findings:
         lines.append("")
         _capped(lines, (f"- {_MARK.get(f.severity, '')} **{f.severity}** {_cell(f.title)} — "
-                        f"{_cell(_short(f.evidence, 140))} _({f.section})_"
+                        f"{_cell(_short(f.evidence, 140))} _({_cell(f.section)})_"
                         for s in SEVERITIES for f in groups[s]), 10, "- … and {n} more (see report.html)")
     checks = masking_checks(result)
     if checks is not None:
@@ -367,7 +386,7 @@ def render_markdown(result: AuditResult, gate_decision: Any = None) -> str:
     ran = [name for name, s in result.sections.items() if s.status == "ok"]
     lines += ["", f"Checks run: {', '.join(ran) or 'none'}."]
     if not_run:
-        lines.append("Not run: " + "; ".join(f"{n} ({s.status}: {_short(s.reason or 'no reason given', 70)})"
+        lines.append("Not run: " + "; ".join(f"{_cell(n)} ({s.status}: {_cell(_short(s.reason or 'no reason given', 70))})"
                                               for n, s in not_run[:6]) + ("; …" if len(not_run) > 6 else "") + ".")
     if len(lines) > MAX_LINES:  # defensive: the caps above keep it shorter
         lines = lines[: MAX_LINES - 1] + ["… (truncated; see report.html)"]
