@@ -397,8 +397,8 @@ def test_defenses_on_other_tasks() -> None:
 
     text = auditkit.scan("zoo/lstm-reviews/model.pt", samples=4, budget="quick", progress=False,
                          only=["defenses"], defenses=["smoothing"])
-    assert text.sections["defenses"].status == "skipped"
-    assert text.sections["defenses"].reason == "no defense applies to this task yet"
+    assert text.sections["defenses"].status == "not-applicable"
+    assert "text-classification" in text.sections["defenses"].reason
     if not artifact_path("fraud-mlp-at").exists():
         pytest.skip("zoo/fraud-mlp-at is not trained")
     tab = auditkit.scan("zoo/fraud-mlp/model.pt", samples=16, budget="quick", progress=False,

@@ -328,7 +328,7 @@ def test_scan_gan_section_has_all_parts(gan_scan) -> None:
     assert ("Many generated samples are unrecognisable" in titles) == low_conf
     assert all(f.severity != "high" for f in section.findings)
     # Classifier checks do not apply to a GAN.
-    assert gan_scan.sections["performance"].status == "skipped"
+    assert gan_scan.sections["performance"].status == "not-applicable"
 
 
 def test_scan_cnn_reports_gan_check_skipped() -> None:
@@ -336,8 +336,8 @@ def test_scan_cnn_reports_gan_check_skipped() -> None:
 
     result = scan(zoo_model_path("cnn-digits"), samples=16, progress=False, only=["gan"])
     section = result.sections["gan"]
-    assert section.status == "skipped"
-    assert "not applicable" in (section.reason or "")
+    assert section.status == "not-applicable"
+    assert "does not apply to task image-classification" in (section.reason or "")
 
 
 def test_gan_check_without_judge_runs_the_rest(monkeypatch, tmp_path: Path, digits) -> None:

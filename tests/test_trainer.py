@@ -84,7 +84,7 @@ def test_resolve_device_cpu_and_auto():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_resolve_device_cuda_unavailable_is_clear():
     for name in ("cuda", "cuda:0"):
-        with pytest.raises(ValueError, match="CUDA is not available; use device='cpu'"):
+        with pytest.raises(ValueError, match="CUDA is not available; use --device cpu"):
             resolve_device(name)
     with pytest.raises(ValueError, match="CUDA is not available"):
         fit(ClassifierTask(mlp()), TensorDataset(*blobs()), cfg(device="cuda"))
