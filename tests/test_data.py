@@ -40,7 +40,7 @@ def test_parse_spec() -> None:
         ("", "empty data spec"),
         ("imagenet", "unknown dataset 'imagenet'"),
         ("data/table.csv", "prefix its kind"),
-        ("fraud?rows=lots", "rows='lots' is not a valid int"),
+        ("fraud?rows=lots", "rows='lots' is not a valid whole number"),
         ("fraud?row=100", "unknown argument(s) ['row']"),
         ("fraud?seed=1&seed=2", "given twice"),
         ("fraud?rows=10", "too small"),

@@ -281,7 +281,7 @@ def test_nan_message_names_count_and_fix(tmp_path: Path) -> None:
     df = _table()
     df.loc[[3, 7], "amount"] = np.nan
     df.to_parquet(tmp_path / "t.parquet")
-    needle = "column 'amount' .* has 2 missing \\(NaN\\) values; fill or drop"
+    needle = "column 'amount'.* has 2 missing \\(NaN\\) values; fill or drop"
     with pytest.raises(DataError, match=needle):
         load_data(f"parquet:{tmp_path / 't.parquet'}?target=label")
 
@@ -337,7 +337,7 @@ def test_text_csv_bad_inputs(tmp_path: Path) -> None:
         load_data(f"text-csv:{tmp_path / 'r.csv'}?text=body&label=sentiment")
     with pytest.raises(DataError, match="name both columns"):
         load_data(f"text-csv:{tmp_path / 'r.csv'}?text=review")
-    with pytest.raises(DataError, match="maxlen='x' is not a valid int"):
+    with pytest.raises(DataError, match="maxlen='x' is not a valid whole number"):
         load_data(f"text-csv:{tmp_path / 'r.csv'}?text=review&label=sentiment&maxlen=x")
 
 

@@ -6,8 +6,11 @@ A *data spec* names a dataset in one string, as on the command line:
   ``reviews?n=2000`` (see :func:`list_datasets`);
 - a file or folder, ``KIND:PATH[?k=v&...]``: ``mnist:ROOT``, ``fashion-mnist:ROOT``,
   ``cifar10:ROOT``, ``csv:PATH?target=COL``, ``parquet:PATH?target=COL``,
-  ``text-csv:PATH?text=COL&label=COL[&maxlen=32]``, ``npz:PATH``. Tables, text and npz files
-  also take ``test_fraction`` (default 0.25) and ``seed`` (default 0). PATH may not contain "?".
+  ``text-csv:PATH?text=COL&label=COL[&maxlen=32][&vocab=FILE][&pad=TOKEN&unk=TOKEN]``,
+  ``npz:PATH`` (arrays ``x``, ``y``, or ``x_train``, ``y_train``, ``x_test``, ``y_test``).
+  Tables, text and npz files also take ``test_fraction`` (default 0.25) and ``seed`` (default
+  0). PATH may not contain "?". Whole numbers may be written ``1e5``; each argument has a
+  range (:data:`ARG_LIMITS`), so that a typo cannot ask for terabytes.
 
 Built-in loads are cached in-process on the normalised spec (each call returns a copy, so
 callers may modify it) and are deterministic for a given seed.
@@ -28,18 +31,27 @@ from auditkit.data.base import AuditData, DataError
 from auditkit.data.digits import load_digits
 from auditkit.data.fraud import load_fraud
 from auditkit.data.readers import (
+    as_text_data,
     check_data,
+    check_fits_card,
+    data_from_arrays,
     read_npz,
     read_tabular,
     read_text_csv,
     read_torchvision,
+    tabular_from_frame,
 )
 from auditkit.data.reviews import load_reviews
 
 __all__ = [
+    "ARG_LIMITS",
     "AuditData",
     "DataError",
     "FILE_KINDS",
+    "as_text_data",
+    "check_fits_card",
+    "data_from_arrays",
+    "tabular_from_frame",
     "describe_dataset",
     "list_datasets",
     "load_data",
@@ -69,7 +81,7 @@ FILE_KINDS: dict[str, dict[str, type]] = {
     "cifar10": {},
     "csv": {"target": str, **_SPLIT_ARGS},
     "parquet": {"target": str, **_SPLIT_ARGS},
-    "text-csv": {"text": str, "label": str, "maxlen": int, **_SPLIT_ARGS},
+    "text-csv": {"text": str, "label": str, "maxlen": int, "vocab": str, "pad": str, "unk": str, **_SPLIT_ARGS},
     "npz": dict(_SPLIT_ARGS),
 }
 
@@ -113,19 +125,48 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
     return kind.lower(), path, args
 
 
+# Inclusive ranges of numeric arguments, checked before anything is allocated.
+ARG_LIMITS: dict[str, tuple[float, float]] = {
+    "rows": (400, 2_000_000),  # fraud: 2M rows x 11 features is about 200 MB while simulated
+    "n": (40, 1_000_000),  # reviews sentences
+    "maxlen": (1, 4096),  # tokens per text
+    "seed": (0, 2**32 - 1),  # NumPy seeds are unsigned 32-bit here
+    "test_fraction": (1e-6, 1 - 1e-6),
+}
+
+
+def _parse_int(value: str) -> int:
+    """``"12"`` or ``"1e5"`` (a whole number in float notation) as int; ValueError otherwise."""
+    try:
+        return int(value)
+    except ValueError:
+        f = float(value)  # raises ValueError for non-numbers
+        if not f.is_integer():
+            raise ValueError(value) from None
+        return int(f)
+
+
 def _convert(args: dict[str, str], types: dict[str, type], what: str) -> dict[str, Any]:
-    """Convert query strings to the declared types; unknown keys are an error (typos)."""
+    """Convert query strings to the declared types and check their ranges (:data:`ARG_LIMITS`);
+    unknown keys are an error (typos)."""
     unknown = sorted(set(args) - set(types))
     if unknown:
         allowed = ", ".join(sorted(types)) or "none"
         raise DataError(f"{what}: unknown argument(s) {unknown}; allowed: {allowed}")
     out: dict[str, Any] = {}
     for key, value in args.items():
+        kind = types[key]
         try:
-            out[key] = types[key](value)
-        except ValueError:
-            expected = types[key].__name__
+            out[key] = _parse_int(value) if kind is int else kind(value)
+        except (ValueError, OverflowError):
+            expected = {"int": "whole number", "float": "number"}.get(kind.__name__, kind.__name__)
             raise DataError(f"{what}: {key}={value!r} is not a valid {expected}") from None
+        if key in ARG_LIMITS and kind in (int, float):
+            lo, hi = ARG_LIMITS[key]
+            if not lo <= out[key] <= hi:
+                show = (lambda v: str(int(v)) if kind is int else f"{v:g}")  # noqa: E731
+                size = "too small" if out[key] < lo else "too large" if out[key] > hi else "out of range"
+                raise DataError(f"{what}: {key}={value} is {size}; use a value from {show(lo)} to {show(hi)}")
     return out
 
 

@@ -7,6 +7,7 @@ here downloads anything. Heavy libraries (pandas, torchvision) are imported on u
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import pickle
 from pathlib import Path
@@ -377,29 +378,51 @@ def read_tabular(
         raise DataError(f"{kind}: name the label column, e.g. '{kind}:{path}?target=label'")
     _check_card_task(card, "tabular-classification", kind)
     frame = _read_frame(path, kind)
-    _require_columns(frame, [target], kind, path, "the target")
+    data = tabular_from_frame(frame, target, card, what=f"{kind} {path}", name=path.stem,
+                              test_fraction=test_fraction, seed=seed)
+    data.meta.update({"kind": kind, "source": str(path), "sha256": file_sha256(path)})
+    return data
+
+
+def tabular_from_frame(
+    frame: "pd.DataFrame",
+    target: str,
+    card: AuditCard | None = None,
+    what: str = "table",
+    name: str = "table",
+    test_fraction: float = 0.25,
+    seed: int = 0,
+) -> AuditData:
+    """A pandas DataFrame with a ``target`` column as tabular :class:`AuditData` (rules of
+    :func:`read_tabular`); ``what`` names the table in messages."""
+    if len(frame) == 0:
+        raise DataError(f"{what}: the table has no rows")
+    if target not in frame.columns:
+        raise DataError(f"{what}: no column(s) {[target]} (the target); its columns are {list(frame.columns)[:20]}")
     card_features = card.features if card is not None and card.features else None
     if card_features:
         columns = [f.name for f in card_features]
-        _require_columns(frame, columns, kind, path, "named in the card's features")
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"{what}: no column(s) {missing[:10]} (named in the card's features); "
+                            f"its columns are {list(frame.columns)[:20]}")
     else:
         columns = [c for c in frame.columns if c != target]
     if not columns:
-        raise DataError(f"{kind}: {path} has no feature columns besides the target {target!r}")
-    for name in [*columns, target]:
-        n_missing = int(frame[name].isna().sum())
+        raise DataError(f"{what}: no feature columns besides the target {target!r}")
+    for col in [*columns, target]:
+        n_missing = int(frame[col].isna().sum())
         if n_missing:
-            raise DataError(f"{kind}: column {name!r} of {path} has {n_missing} missing (NaN) "
+            raise DataError(f"{what}: column {col!r} has {n_missing} missing (NaN) "
                             f"values; fill or drop those rows")
-    what = f"{kind} {path}"
     if card_features:
         features = [f.model_copy(deep=True) for f in card_features]
         cols = [_apply_feature(f, frame[f.name], what) for f in card_features]
     else:
         inferred = []
-        for name in columns:
+        for col in columns:
             try:
-                inferred.append(_infer_feature(str(name), frame[name]))
+                inferred.append(_infer_feature(str(col), frame[col]))
             except DataError as exc:
                 raise DataError(f"{what}: {exc}") from None
         features = [spec for spec, _ in inferred]
@@ -409,18 +432,50 @@ def read_tabular(
     tr, te = stratified_split(y, test_fraction, seed, what, class_names)
     positive = card.positive_class if card is not None else None
     return AuditData(
-        name=path.stem,
+        name=name,
         task="tabular-classification",
         x_train=x[tr], y_train=y[tr], x_test=x[te], y_test=y[te],
         class_names=class_names,
         positive_class=positive,
         features=features,
-        meta={"kind": kind, "source": str(path), "sha256": file_sha256(path), "target": target,
-              "test_fraction": test_fraction, "seed": seed},
+        meta={"target": target, "test_fraction": test_fraction, "seed": seed,
+              "labels": "strings" if _is_text(frame[target]) else "integers"},
     )
 
 
 # --------------------------------------------------------------------------- text
+
+
+MAX_TEXT_LEN = 4096  # tokens per text: longer inputs are no text classifier this tool can audit
+MAX_TOKEN_IDS = 2**27  # rows x maxlen int64 ids held in memory (1 GiB)
+
+
+def read_vocab(path: str | Path, pad_token: str = PAD, unk_token: str = UNK) -> TextSpec:
+    """A vocabulary file: one token per line (line i is token id i, UTF-8), or a JSON list of
+    tokens. ``pad_token`` and ``unk_token`` must be among them."""
+    import json
+
+    from auditkit.files import read_user_text
+
+    path = Path(path)
+    text = read_user_text(path, "vocabulary file", DataError)
+    if text.lstrip().startswith("["):
+        try:
+            vocab = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise DataError(f"vocabulary file {path} starts with '[' but is not a JSON list: {exc}") from None
+        if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
+            raise DataError(f"vocabulary file {path}: the JSON must be a list of token strings")
+    else:
+        vocab = text.splitlines()
+    if len(set(vocab)) != len(vocab):
+        dupes = sorted({t for t in vocab if vocab.count(t) > 1})[:5] if len(vocab) < 100_000 else []
+        raise DataError(f"vocabulary file {path}: tokens {dupes} appear twice; each id needs its own token")
+    missing = [t for t in (pad_token, unk_token) if t not in vocab]
+    if missing:
+        raise DataError(f"vocabulary file {path} lacks the special token(s) {missing}; add them, or name "
+                        f"yours with pad=TOKEN&unk=TOKEN in the data spec")
+    return TextSpec(vocab=vocab, pad_token=pad_token, unk_token=unk_token)
 
 
 def read_text_csv(
@@ -431,14 +486,19 @@ def read_text_csv(
     maxlen: int | None = None,
     test_fraction: float = 0.25,
     seed: int = 0,
+    vocab: str | None = None,
+    pad: str = PAD,
+    unk: str = UNK,
 ) -> AuditData:
     """A CSV with a text column and a label column, as text :class:`AuditData`.
 
-    Text is lower-cased and split on whitespace. The vocabulary is the card's ``text.vocab``
-    when a card is given, else built from the training split (``<pad>`` = 0, ``<unk>`` = 1,
-    then the words of the truncated training texts by falling frequency, ties alphabetical). x is
-    ``[N, maxlen]`` int64 ids, right-padded with <pad> and truncated; ``maxlen`` defaults to the
-    card's input length, else 32.
+    Text is lower-cased and split on whitespace. The vocabulary is, in this order: the card's
+    ``text.vocab``; the file ``vocab`` (one token per line, line i = token id i, or a JSON list;
+    ``pad``/``unk`` name its special tokens, default ``<pad>``/``<unk>``); else one built from
+    the training split (``<pad>`` = 0, ``<unk>`` = 1, then the words of the truncated training
+    texts by falling frequency, ties alphabetical), which fits only a model trained with that
+    same vocabulary. x is ``[N, maxlen]`` int64 ids, right-padded with the pad id and
+    truncated; ``maxlen`` (at most 4096) defaults to the card's input length, else 32.
     """
     path = Path(path)
     kind = "text-csv"
@@ -449,9 +509,13 @@ def read_text_csv(
     _check_card_task(card, "text-classification", kind)
     if maxlen is None:
         maxlen = card.input_shape[0] if card is not None and card.input_shape else 32
-    if maxlen < 1:
-        raise DataError(f"{kind}: maxlen={maxlen} must be at least 1")
+    if not 1 <= maxlen <= MAX_TEXT_LEN:
+        raise DataError(f"{kind}: maxlen={maxlen} must be between 1 and {MAX_TEXT_LEN} tokens")
+    given_vocab = read_vocab(vocab, pad, unk) if vocab else None
     frame = _read_frame(path, "csv")
+    if len(frame) * maxlen > MAX_TOKEN_IDS:
+        raise DataError(f"{kind}: {len(frame)} rows x maxlen={maxlen} is more than {MAX_TOKEN_IDS} token ids "
+                        "to hold in memory; use fewer rows or a smaller maxlen")
     _require_columns(frame, [text, label], kind, path, "the text and label")
     for name in (text, label):
         n_missing = int(frame[name].isna().sum())
@@ -464,6 +528,9 @@ def read_text_csv(
     tr, te = stratified_split(y, test_fraction, seed, what, class_names)
     if card is not None and card.text is not None:  # a text card always has one
         spec = card.text.model_copy(deep=True)
+        vocab_source = "card"
+    elif given_vocab is not None:
+        spec, vocab_source = given_vocab, f"file {vocab}"
     else:
         counts: dict[str, int] = {}
         for i in tr:
@@ -471,6 +538,7 @@ def read_text_csv(
                 counts[tok] = counts.get(tok, 0) + 1
         words = sorted((w for w in counts if w not in (PAD, UNK)), key=lambda w: (-counts[w], w))
         spec = TextSpec(vocab=[PAD, UNK, *words], pad_token=PAD, unk_token=UNK)
+        vocab_source = "built from the training split"
     index = {w: i for i, w in enumerate(spec.vocab)}
     x = np.full((len(tokens), maxlen), spec.pad_id, dtype=np.int64)
     for i, toks in enumerate(tokens):
@@ -484,7 +552,8 @@ def read_text_csv(
         positive_class=card.positive_class if card is not None else None,
         text=spec,
         meta={"kind": kind, "source": str(path), "sha256": file_sha256(path), "text": text,
-              "label": label, "maxlen": maxlen, "test_fraction": test_fraction, "seed": seed},
+              "label": label, "maxlen": maxlen, "test_fraction": test_fraction, "seed": seed,
+              "vocab": vocab_source, "labels": "strings" if _is_text(frame[label]) else "integers"},
     )
 
 
@@ -507,9 +576,7 @@ def read_npz(
 
     Arrays: ``x`` ``[N, ...]`` and ``y`` ``[N]``, split here; or, if ``x_train``/``y_train``
     are present too, those are the training split and ``x``/``y`` (or ``x_test``/``y_test``)
-    the test split. The task is the card's; without a card, ``[N, F]`` arrays are tabular
-    (schema inferred as for CSV) and arrays of 3 or more axes are images (uint8 scaled to
-    [0, 1], channels first). Labels: integers ``0..K-1`` or class-name strings.
+    the test split. Rules of :func:`data_from_arrays`.
     """
     path = Path(path)
     kind = "npz"
@@ -529,28 +596,65 @@ def read_npz(
     missing = [k for k in needed if k not in arrays]
     if missing:
         raise DataError(f"{what}: missing array(s) {missing}; it holds {sorted(arrays)} "
-                        f"(save x and y, optionally x_train and y_train)")
-    parts = [arrays[k] for k in needed]
-    for key, arr in zip(needed, parts):
-        if len(arr) == 0:
+                        f"(save x and y, or x_train, y_train, x_test and y_test)")
+    data = data_from_arrays({k: arrays[k] for k in needed}, card, what=what, name=path.stem,
+                            test_fraction=test_fraction, seed=seed)
+    data.meta.update({"kind": kind, "source": str(path), "sha256": file_sha256(path)})
+    if len(needed) == 4:
+        data.meta["split"] = "file"
+    return data
+
+
+def data_from_arrays(
+    arrays: dict[str, np.ndarray],
+    card: AuditCard | None = None,
+    what: str = "arrays",
+    name: str = "arrays",
+    test_fraction: float = 0.25,
+    seed: int = 0,
+) -> AuditData:
+    """:class:`AuditData` from ``{"x", "y"}`` (split here, stratified and seeded) or
+    ``{"x_train", "y_train", "x_test"|"x", "y_test"|"y"}`` (the given split).
+
+    ``x`` is ``[N, ...]`` numeric, ``y`` ``[N]`` integer labels ``0..K-1`` or class-name
+    strings. The task is the card's; without a card, ``[N, F]`` arrays are tabular (schema
+    inferred as for CSV, columns named ``f0``...) and arrays of 3 or more axes are images
+    (uint8 scaled to [0, 1], channels first; ``[N, H, W]`` gets a channel axis). Token ids
+    ``[N, L]`` are text with a text card (:func:`as_text_data` converts without one).
+    """
+    keys = list(arrays)
+    for key, arr in arrays.items():
+        if arr.ndim == 0 or len(arr) == 0:
             raise DataError(f"{what}: array {key!r} is empty")
         if key.startswith("x") and arr.dtype.kind not in "biuf":
             raise DataError(f"{what}: array {key!r} must be numeric, got {arr.dtype}")
-    for xk, yk in zip(needed[::2], needed[1::2]):
+        if key.startswith("y") and arr.ndim != 1:
+            hint = " (one-hot? pass y.argmax(1))" if arr.ndim == 2 and arr.shape[1] > 1 else " (pass y.ravel())"
+            raise DataError(f"{what}: labels {key!r} must be 1-D class indices [N], got shape "
+                            f"{list(arr.shape)}{hint}")
+    for xk, yk in zip(keys[::2], keys[1::2]):
         if len(arrays[xk]) != len(arrays[yk]):
             raise DataError(
                 f"{what}: {xk} has {len(arrays[xk])} rows but {yk} has {len(arrays[yk])}"
             )
+    parts = list(arrays.values())
     n_train = len(parts[0]) if len(parts) == 4 else None
+    if n_train is not None and parts[0].shape[1:] != parts[2].shape[1:]:
+        raise DataError(f"{what}: {keys[0]} samples have shape {list(parts[0].shape[1:])} but {keys[2]} "
+                        f"samples {list(parts[2].shape[1:])}")
     x_all = np.concatenate([parts[0], parts[2]]) if n_train is not None else parts[0]
     y_all = np.concatenate([parts[1], parts[3]]) if n_train is not None else parts[1]
     if x_all.dtype.kind == "f" and not np.isfinite(x_all).all():
-        raise DataError(f"{what}: x contains NaN or infinite values (fill or drop those rows)")
+        bad = np.flatnonzero(~np.isfinite(x_all.reshape(len(x_all), -1)).all(1))
+        raise DataError(f"{what}: x contains NaN or infinite values in {len(bad)} samples (first: "
+                        f"{bad[:5].tolist()}); fill or drop those rows")
     y, class_names = encode_labels(y_all, card, f"{what} labels")
     task = card.task if card is not None else ("tabular-classification" if x_all.ndim == 2
                                                else "image-classification")
     features, text = None, None
-    if task == "image-classification":
+    if task in ("image-classification", "gan"):
+        if x_all.ndim < 3:
+            raise DataError(f"{what}: images must be [N, H, W] or [N, C, H, W], got shape {list(x_all.shape)}")
         x = _as_images(x_all)
     elif task == "tabular-classification":
         import pandas as pd
@@ -571,14 +675,7 @@ def read_npz(
             cols = [values for _, values in inferred]
         x = np.stack(cols, axis=1).astype(np.float32)
     elif task == "text-classification" and card is not None and card.text is not None:
-        if x_all.dtype.kind not in "iu" or x_all.ndim != 2:
-            raise DataError(f"{what}: text x must be int token ids [N, L], got {x_all.dtype} "
-                            f"{list(x_all.shape)}")
-        x, text = x_all.astype(np.int64), card.text.model_copy(deep=True)
-        if x.min() < 0 or x.max() >= len(text.vocab):
-            raise DataError(
-                f"{what}: token ids outside the card's vocabulary 0..{len(text.vocab) - 1}"
-            )
+        x, text = _token_ids(x_all, len(card.text.vocab), what), card.text.model_copy(deep=True)
     else:
         raise DataError(f"{what}: the card's task {task!r} has no labelled data to read")
     if n_train is not None:
@@ -586,13 +683,60 @@ def read_npz(
     else:
         tr, te = stratified_split(y, test_fraction, seed, what, class_names)
     return AuditData(
-        name=path.stem,
+        name=name,
         task=task,
         x_train=x[tr], y_train=y[tr], x_test=x[te], y_test=y[te],
         class_names=class_names,
         positive_class=card.positive_class if card is not None else None,
         features=features,
         text=text,
-        meta={"kind": kind, "source": str(path), "sha256": file_sha256(path),
-              "split": "file" if n_train is not None else f"stratified seed={seed}"},
+        meta={"split": "given" if n_train is not None else f"stratified seed={seed}",
+              "test_fraction": test_fraction, "seed": seed,
+              "labels": "strings" if y_all.dtype.kind in "OUS" else "integers",
+              "x_integral": bool(x_all.dtype.kind in "biu" or np.all(np.mod(x_all, 1) == 0))},
     )
+
+
+def _token_ids(x: np.ndarray, vocab_size: int, what: str) -> np.ndarray:
+    """Integer-valued ``[N, L]`` ids in ``[0, vocab_size)`` as int64 (DataError otherwise)."""
+    if x.ndim != 2 or x.dtype.kind not in "biuf" or (x.dtype.kind == "f" and not np.all(np.mod(x, 1) == 0)):
+        raise DataError(f"{what}: text x must be integer token ids [N, L], got {x.dtype} {list(x.shape)}")
+    ids = x.astype(np.int64)
+    if ids.min() < 0 or ids.max() >= vocab_size:
+        raise DataError(f"{what}: token ids range over {int(ids.min())}..{int(ids.max())}, outside the "
+                        f"vocabulary 0..{vocab_size - 1}; encode the text with the model's vocabulary")
+    return ids
+
+
+def as_text_data(data: AuditData, text: TextSpec) -> AuditData:
+    """Tabular-read integer arrays ``[N, L]`` as text :class:`AuditData` over ``text``'s vocabulary
+    (what :func:`data_from_arrays` gives with a text card)."""
+    what = data.name
+    out = copy.copy(data)
+    out.x_train = _token_ids(data.x_train, len(text.vocab), what)
+    out.x_test = _token_ids(data.x_test, len(text.vocab), what)
+    out.task, out.features, out.text = "text-classification", None, text
+    return out
+
+
+def check_fits_card(data: AuditData, card: AuditCard) -> None:
+    """Refuse data a model with ``card`` cannot be audited on: values outside the card's
+    ``bounds`` (attacks and attributions work inside them). Raises :class:`DataError` naming
+    the samples and values and the two fixes (rescale the data, or fix ``bounds``)."""
+    if card.bounds is None or card.task not in ("image-classification", "gan"):
+        return
+    lo, hi = card.bounds
+    tol = 1e-6 * (hi - lo)
+    for split in ("test", "train"):
+        x = getattr(data, f"x_{split}")
+        if x.dtype.kind != "f" or x.size == 0:
+            continue
+        flat = x.reshape(len(x), -1)
+        bad = np.flatnonzero((flat.min(1) < lo - tol) | (flat.max(1) > hi + tol))
+        if bad.size:
+            raise DataError(
+                f"{data.name}: {bad.size} {split} samples (first: {bad[:5].tolist()}) hold values outside the "
+                f"card's bounds [{lo:g}, {hi:g}] (data range [{float(x.min()):.4g}, {float(x.max()):.4g}]); "
+                f"rescale the data into [{lo:g}, {hi:g}] (e.g. divide 0..255 pixels by 255), or fix 'bounds' in "
+                f"the card or with --bounds LO,HI"
+            )
