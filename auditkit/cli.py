@@ -8,19 +8,33 @@ exception to one of them with a one-line message on stderr (a traceback only wit
 
 from __future__ import annotations
 
-import json
+import os
+import signal
 import sys
-import traceback
-import warnings
-from pathlib import Path
-from typing import Optional
 
-import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from auditkit.errors import (
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    # Ctrl-C while the CLI's own modules import: say so in one line, not with a traceback.
+    os.write(2, b"interrupted; nothing was written\n")
+    os._exit(130)
+
+
+_started_with_default_handler = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+if _started_with_default_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import json  # noqa: E402
+import traceback  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from auditkit.errors import (  # noqa: E402
     EXIT_BAD_INPUT,
     EXIT_GATE_FAILED,
     EXIT_INCOMPLETE,
@@ -32,10 +46,15 @@ from auditkit.errors import (
     one_line,
 )
 
+if _started_with_default_handler:  # from here on, main() handles KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit trained PyTorch models.",
                   pretty_exceptions_enable=False)
 zoo_app = typer.Typer(no_args_is_help=True, help="The model zoo: list, inspect and train models.")
 app.add_typer(zoo_app, name="zoo")
+card_app = typer.Typer(no_args_is_help=True, help="Audit cards: write a draft, check one, print the JSON Schema.")
+app.add_typer(card_app, name="card")
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
@@ -70,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         command = typer.main.get_command(app)
         code = command.main(args=args, prog_name="auditkit", standalone_mode=False)
+        if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into exit code 130
+            raise KeyboardInterrupt
         return code if isinstance(code, int) else EXIT_OK
     except (KeyboardInterrupt, typer.Abort):
         err.print(f"[yellow]interrupted; {escape(_left_behind())}[/]", soft_wrap=True)
@@ -79,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     except _CLICK_EXCEPTION as exc:  # usage errors: unknown option, bad value...
         if debug:
             traceback.print_exc()
-        exc.show()
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `auditkit` or `auditkit zoo`: the help
+            exc.show()
+            return EXIT_BAD_INPUT
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        _error_line("error", exc.format_message() + where)
         return EXIT_BAD_INPUT
     except AuditkitError as exc:
         if debug:
@@ -110,8 +136,23 @@ def _split(values: Optional[list[str]]) -> list[str] | None:
 def scan(
     model: Path = typer.Argument(..., help="Model file: zoo model.pt, TorchScript, .pt2, state_dict or .safetensors."),
     data: Optional[str] = typer.Option(None, "--data", help="Data spec (default: the card's dataset), e.g. csv:f.csv?target=y."),
-    card: Optional[Path] = typer.Option(None, "--card", help="Audit card JSON (overrides the embedded one)."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture for weights-only files: package.module:Class."),
+    card: Optional[Path] = typer.Option(None, "--card", help="Audit card JSON (overrides the embedded one); "
+                                        "without any card it is inferred from the model and --data."),
+    task: Optional[str] = typer.Option(None, "--task", help="Card override: image-classification, "
+                                       "text-classification, tabular-classification or gan."),
+    bounds: Optional[str] = typer.Option(None, "--bounds", help="Card override: valid input range LO,HI, e.g. 0,1."),
+    eps: Optional[list[str]] = typer.Option(
+        None, "--eps", "--epsilons", help="Card override: attack budgets NORM=EPS,EPS (norms linf, l2, "
+                                          "substitutions); repeat it: --eps linf=0.01,0.03 --eps l2=0.5."),
+    class_names: Optional[str] = typer.Option(None, "--class-names", help="Card override: class names in the "
+                                              "model's output order, comma-separated."),
+    positive_class: Optional[str] = typer.Option(None, "--positive-class", help="Card override: the class of "
+                                                 "interest (PR-AUC; what a tabular attacker escapes)."),
+    preprocessing: Optional[str] = typer.Option(None, "--preprocessing", help="Card override: "
+                                                "'mean=M,..;std=S,..[;applied=inside|outside]'."),
+    arch: Optional[str] = typer.Option(
+        None, "--arch", help="Architecture for weights-only files: a zoo name or package.module:Class. "
+                             "package.module is IMPORTED, i.e. its code runs: pass only code you trust."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading a pickled whole module (runs its code)."),
     out_dir: Path = typer.Option(Path("audit-out"), "--out", help="Output folder for results.json and reports."),
     samples: int = typer.Option(256, "--samples", help="Test samples used by the expensive checks."),
@@ -130,12 +171,16 @@ def scan(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Audit a model: writes OUT/results.json (and reports); exit 0 on success, 1 if --gate fails."""
-    from auditkit.files import check_out_dir
-    from auditkit.report import FILES
-    from auditkit.scanning import scan as run_scan
+    from auditkit.files import REPORT_FILES, RESULTS_FILE, check_out_dir
 
     # Everything that can be refused is refused before the scan spends minutes.
-    check_out_dir(out_dir, ["results.json", *(FILES.values() if report else ())])
+    check_out_dir(out_dir, [RESULTS_FILE, "card.json", *(REPORT_FILES.values() if report else ())])
+    from auditkit.inference import flag_overrides
+    from auditkit.scanning import scan as run_scan
+
+    overrides = flag_overrides(task=task, bounds=bounds, eps=eps, class_names=class_names,
+                               positive_class=positive_class, preprocessing=preprocessing)
+
     decision = None
     if run_gate:
         from auditkit.policy import load_policy
@@ -144,8 +189,8 @@ def scan(
     result = run_scan(model, data, card=card, arch=arch, trust_pickle=trust_pickle, out=out_dir,
                       samples=samples, seed=seed, device=device, budget=budget,  # type: ignore[arg-type]
                       only=_split(only), skip=_split(skip), defenses=_split(defense),
-                      threads=threads, progress=not quiet)
-    _written.append(out_dir / "results.json")
+                      threads=threads, progress=not quiet, overrides=overrides or None)
+    _written.extend([out_dir / "card.json", out_dir / "results.json"])
     if run_gate:
         from auditkit.policy import gate as run_the_gate
         from auditkit.verdict import gate_outcome, verdict_of
@@ -320,6 +365,61 @@ def zoo_train(
                               progress=not quiet, resume=resume)
     if metrics:
         out.print_json(json.dumps(metrics))
+
+
+@card_app.command("init")
+def card_init(
+    model: Path = typer.Argument(..., help="Model file (any format scan accepts)."),
+    data: str = typer.Option(..., "--data", help="Data spec the card is inferred from, e.g. npz:test.npz."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Where to write the draft (default MODEL_STEM.card.json "
+                                            "beside the model)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="As for scan (imports, i.e. runs, package.module)."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="As for scan."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing file."),
+    debug: bool = typer.Option(False, "--debug"),
+) -> None:
+    """Infer a card from MODEL and --data and write it as an editable draft: each field is preceded
+    by a "_field" comment saying what it means and how its value was inferred."""
+    from auditkit.inference import draft_card, print_card, resolve
+
+    target = out_file or model.with_name(model.name.split(".")[0] + ".card.json")
+    if target.exists() and not force:
+        raise BadInputError(f"{target} exists; pass --force to replace it, or --out another file")
+    resolved = resolve(model, data, arch=arch, trust_pickle=trust_pickle, device="cpu")
+    from auditkit.files import atomic_write_text
+
+    atomic_write_text(target, draft_card(resolved.resolution))
+    _written.append(target)
+    print_card(resolved.resolution, target)
+    out.print(escape(f"draft card: {one_line(target)} (check it with: auditkit card check {one_line(target)})"),
+              soft_wrap=True)
+
+
+@card_app.command("check")
+def card_check(
+    card_file: Path = typer.Argument(..., help="A card JSON file."),
+    debug: bool = typer.Option(False, "--debug"),
+) -> None:
+    """Validate a card and list EVERY problem at once: exit 0 when valid, 2 when not."""
+    from auditkit.card import check_card_file
+
+    problems = check_card_file(card_file)
+    if not problems:
+        out.print(escape(f"{one_line(card_file)}: valid card"), soft_wrap=True)
+        return
+    for problem in problems:  # the report, on stdout; the one-line verdict goes to stderr
+        out.print(escape(f"{one_line(card_file)}: {one_line(problem)}"), soft_wrap=True)
+    _error_line("error", f"{card_file}: {len(problems)} problem{'s' if len(problems) > 1 else ''}; "
+                "see docs/card.md or `auditkit card schema`")
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@card_app.command("schema")
+def card_schema_cmd() -> None:
+    """Print the JSON Schema of audit cards (generated from the card model): the published contract."""
+    from auditkit.card import card_schema
+
+    sys.stdout.write(json.dumps(card_schema(), indent=2) + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

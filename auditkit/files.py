@@ -18,6 +18,8 @@ from typing import Callable, Iterable
 from auditkit.errors import BadInputError, OutputError
 
 TEXT_LIMIT = 256 * 2**20  # bytes of a card, results or policy file read into memory
+RESULTS_FILE = "results.json"
+REPORT_FILES = {"html": "report.html", "md": "summary.md", "junit": "junit.xml"}  # format -> file name
 
 
 def atomic_write_bytes(path: str | Path, write: Callable[[Path], object]) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from auditkit.files import atomic_write_bytes
+from auditkit.files import REPORT_FILES, atomic_write_bytes
 from auditkit.report.html import render_html
 from auditkit.report.junit import render_junit
 from auditkit.report.markdown import render_markdown
 from auditkit.results import AuditResult, ResultsError, load_result
 
-FILES = {"html": "report.html", "md": "summary.md", "junit": "junit.xml"}
+FILES = REPORT_FILES
 FORMATS = tuple(FILES)
 
 
