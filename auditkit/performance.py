@@ -9,7 +9,8 @@ import numpy as np
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
 from auditkit.checks import Check, ScanContext, register_check
-from auditkit.results import Finding
+from auditkit.results import Finding, to_jsonable
+from auditkit.sections import PerformanceData
 from auditkit.stats import bootstrap_ci, proportion
 
 
@@ -92,7 +93,7 @@ class CleanPerformance(Check):
     title = "Clean performance"
     tasks = ("image-classification", "text-classification", "tabular-classification")
 
-    def run(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
+    def run(self, ctx: ScanContext) -> tuple[PerformanceData, list[Finding]]:
         logits = ctx.test_logits()
         card = ctx.model.card
         out = classification_report(logits, ctx.data.y_test, card.class_names, card.positive_index, ctx.config.seed)
@@ -102,19 +103,20 @@ class CleanPerformance(Check):
             correct = int((pred[mask] == ctx.data.y_test[mask]).sum())
             subsets[name] = proportion(correct, int(mask.sum()))
         out["subsets"] = subsets
+        data = PerformanceData.model_validate(to_jsonable(out))  # the section's typed payload
         findings: list[Finding] = []
-        acc = out["accuracy"]
+        acc = data.accuracy.value
         chance = 1.0 / len(card.class_names)
-        if acc["value"] < chance + 0.1:
+        if acc is not None and acc < chance + 0.1:
             findings.append(Finding(severity="high", title="Accuracy near chance",
-                                    evidence=f"accuracy {acc['value']:.3f} vs chance {chance:.3f}", section=self.name))
-        ece = out["calibration"]["ece"]
+                                    evidence=f"accuracy {acc:.3f} vs chance {chance:.3f}", section=self.name))
+        ece = data.calibration.ece
         if ece > 0.1:
             findings.append(Finding(severity="medium", title="Poorly calibrated confidences",
                                     evidence=f"ECE {ece:.3f} over {len(pred)} samples", section=self.name))
-        for name, p in subsets.items():
-            if p["n"] and p["value"] < acc["value"] - 0.05:
+        for name, p in data.subsets.items():
+            if acc is not None and p.n and p.value is not None and p.value < acc - 0.05:
                 findings.append(Finding(severity="medium", title=f"Weaker on the '{name}' subset",
-                                        evidence=f"{p['value']:.3f} on {p['n']} samples vs {acc['value']:.3f} overall",
+                                        evidence=f"{p.value:.3f} on {p.n} samples vs {acc:.3f} overall",
                                         section=self.name))
-        return out, findings
+        return data, findings

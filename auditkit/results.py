@@ -10,12 +10,24 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from auditkit.errors import ResultsError  # noqa: F401  (re-exported)
+from auditkit.sections import PayloadError, validate_payload
+
+if TYPE_CHECKING:  # pragma: no cover
+    from auditkit.sections import (
+        AttributionsData,
+        BaselinesData,
+        DefensesData,
+        ExplanationQualityData,
+        GanData,
+        PerformanceData,
+        RobustnessData,
+    )
 
 SCHEMA_VERSION = "2.0"
 Severity = Literal["high", "medium", "low"]
@@ -44,7 +56,10 @@ class Finding(BaseModel):
 
 
 class Section(BaseModel):
-    """What one check returned. ``data`` is plain JSON (numbers, strings, lists, dicts).
+    """What one check returned. ``data`` is plain JSON (numbers, strings, lists, dicts): for a
+    built-in check, the JSON of its typed payload (:mod:`auditkit.sections`), validated when
+    the scan builds the section and when a results file is read; :meth:`payload` gives it
+    typed. Sections of other checks (plugins) keep plain dicts.
 
     ``incomplete`` lists what the check could not do although it ran (an attack that raised, a
     method that failed): every figure it reports is then a bound, and the verdict says so.
@@ -59,6 +74,17 @@ class Section(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     findings: list[Finding] = Field(default_factory=list)
     incomplete: list[str] = Field(default_factory=list)
+
+    def payload(self) -> BaseModel | None:
+        """``data`` as its check's typed model (:data:`auditkit.sections.PAYLOADS`); None when
+        the section did not run (status other than ``ok``) or no built-in check writes it.
+
+        Raises :class:`~auditkit.sections.PayloadError` when the data does not match the model
+        (only possible for a result built or edited in memory: files are checked on read).
+        """
+        if self.status != "ok":
+            return None
+        return validate_payload(self.name, self.data)
 
 
 class GateOutcome(BaseModel):
@@ -113,6 +139,30 @@ class AuditResult(BaseModel):
     def section(self, name: str) -> Section | None:
         return self.sections.get(name)
 
+    @overload
+    def payload(self, name: Literal["performance"]) -> "PerformanceData | None": ...
+    @overload
+    def payload(self, name: Literal["attributions"]) -> "AttributionsData | None": ...
+    @overload
+    def payload(self, name: Literal["explanation-quality"]) -> "ExplanationQualityData | None": ...
+    @overload
+    def payload(self, name: Literal["robustness"]) -> "RobustnessData | None": ...
+    @overload
+    def payload(self, name: Literal["defenses"]) -> "DefensesData | None": ...
+    @overload
+    def payload(self, name: Literal["baselines"]) -> "BaselinesData | None": ...
+    @overload
+    def payload(self, name: Literal["gan"]) -> "GanData | None": ...
+    @overload
+    def payload(self, name: str) -> BaseModel | None: ...
+
+    def payload(self, name: str) -> BaseModel | None:
+        """The typed payload of section ``name`` (e.g. ``result.payload("robustness")`` ->
+        :class:`~auditkit.sections.RobustnessData`); None when the section is absent, did not
+        run, or is not a built-in check's (see :meth:`Section.payload`)."""
+        section = self.sections.get(name)
+        return None if section is None else section.payload()
+
     def to_json(self) -> str:
         return json.dumps(to_jsonable(self.model_dump(mode="json")), indent=1, sort_keys=False) + "\n"
 
@@ -150,13 +200,21 @@ class AuditResult(BaseModel):
                 f"{SCHEMA_VERSION}); re-run the scan with this version"
             )
         try:
-            return cls.model_validate(raw)
+            result = cls.model_validate(raw)
         except RecursionError:
             raise ResultsError(f"{path} is nested too deeply to be a results file") from None
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
             raise ResultsError(f"{path}: field '{where}': {err['msg']}") from None
+        # Every built-in check's data against its typed model: a file a consumer can read is
+        # one every consumer can render.
+        for section in result.sections.values():
+            try:
+                section.payload()
+            except PayloadError as exc:
+                raise ResultsError(f"{path}: field '{exc.path}': {exc.message}") from None
+        return result
 
 
 def load_result(results: AuditResult | str | Path) -> AuditResult:

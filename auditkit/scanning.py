@@ -18,7 +18,7 @@ from auditkit.data import AuditData, load_data
 from auditkit.errors import BadInputError, DataError, ModelLoadError, ScanInputError, one_line
 from auditkit.loading import AuditModel, load_model
 from auditkit.progress import ScanProgress
-from auditkit.results import AuditResult, Finding, Provenance, Section
+from auditkit.results import AuditResult, Finding, Provenance, Section, to_jsonable
 from auditkit.verdict import decide
 
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
@@ -92,6 +92,7 @@ def _run_check(check: Check, ctx: ScanContext) -> Section:
     ctx.incomplete = []
     try:
         data_out, check_findings = check.run(ctx)
+        data_out = checked_payload(name, data_out)
     except (BadInputError, ModelLoadError):
         raise  # the user's input is at fault: exit 2 or 3 with its message
     except Exception as exc:  # noqa: BLE001  (recorded, never swallowed: the verdict says incomplete)
@@ -103,6 +104,20 @@ def _run_check(check: Check, ctx: ScanContext) -> Section:
                                  "if the model and data are valid.")
         return Section(name=name, status="failed", reason=message, findings=[finding])
     return Section(name=name, data=data_out, findings=check_findings, incomplete=list(ctx.incomplete))
+
+
+def checked_payload(name: str, data: Any) -> dict[str, Any]:
+    """What check ``name`` returned (its typed model or a dict), as the JSON stored in its
+    section, validated against the check's model (:mod:`auditkit.sections`) at this boundary:
+    a check that writes the wrong shape fails its own section, naming the field. Data of a
+    check without a model (a plugin) is stored as it is."""
+    from pydantic import BaseModel
+
+    from auditkit.sections import dump_payload, validate_payload
+
+    raw = to_jsonable(dump_payload(data) if isinstance(data, BaseModel) else data)
+    validate_payload(name, raw)
+    return raw
 
 
 def _choose_eval_index(data: AuditData, n: int, seed: int) -> np.ndarray:

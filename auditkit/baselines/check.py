@@ -57,6 +57,7 @@ from auditkit.baselines.models import (
 from auditkit.checks import Check, ScanContext, register_check
 from auditkit.performance import softmax
 from auditkit.results import Finding, to_jsonable
+from auditkit.sections import middle_positive
 
 NETWORK = "network"
 DUMMY = "dummy-prior"
@@ -180,8 +181,8 @@ def _epsilons(ctx: ScanContext, norm: str) -> list[float]:
 
 
 def _middle(eps: list[float]) -> float | None:
-    nonzero = sorted(e for e in eps if e > 0)
-    return nonzero[len(nonzero) // 2] if nonzero else None
+    """The headline ε of a grid: the robustness section's rule (:func:`auditkit.sections.middle_positive`)."""
+    return middle_positive(eps)
 
 
 def _robustness(ctx: ScanContext, fitted: dict[str, FittedBaseline],

@@ -34,6 +34,8 @@ from torch import nn
 
 from auditkit.checks import Check, ScanContext, register_check
 from auditkit.results import Finding
+from auditkit.sections import middle_positive
+from auditkit.sections.defenses import GAIN_POINTS, OVERSTATEMENT_POINTS
 from auditkit.stats import proportion
 
 DEFENSES = ("squeeze-bits", "median-filter", "defense-gan", "smoothing", "adversarial-training")
@@ -43,8 +45,6 @@ GAN_SAMPLE_CAP = {"quick": 16, "standard": 32, "thorough": 64}
 SMOOTHING_SIGMA = 0.25
 SMOOTHING_N = {"quick": 500, "standard": 1000, "thorough": 10000}
 SMOOTHING_ALPHA = 0.001
-OVERSTATEMENT_POINTS = 10.0  # non-adaptive minus adaptive, in points, that earns a finding
-GAIN_POINTS = 5.0  # robust accuracy gain over the undefended model below which "no real gain"
 DEFAULT_LINF = [0.0, 0.02, 0.05, 0.1, 0.2]
 DEFAULT_L2 = [0.0, 0.25, 0.5, 1.0]
 
@@ -61,8 +61,9 @@ def check_defense_names(names: list[str]) -> list[str]:
 
 
 def _middle(values: list[float]) -> float:
-    positive = sorted(v for v in values if v > 0)
-    return positive[len(positive) // 2] if positive else 0.0
+    """The headline ε/radius: the grid's middle positive value (the robustness section's rule,
+    :func:`auditkit.sections.middle_positive`), 0 for a grid without one."""
+    return middle_positive(values) or 0.0
 
 
 def _at(curve: list[dict[str, Any]], eps: float, key: str) -> float | None:

@@ -19,6 +19,14 @@ from auditkit.explain.quality import (
     token_ground_truth,
 )
 from auditkit.results import Finding
+from auditkit.sections.explanation_quality import (
+    BEATS_RANDOM_RULE,
+    HIT_AT_1_MIN,
+    PRECISION_AT_K_MIN,
+    RHO_ABS_LABEL,
+    RHO_SIGNED_LABEL,
+    DeletionInsertion,
+)
 
 CLASSIFIERS = ("image-classification", "text-classification", "tabular-classification")
 EXPLAIN_SAMPLES = {"quick": 32, "standard": 64, "thorough": 128}
@@ -169,8 +177,9 @@ class ExplanationQuality(Check):
                 if not r["verdict"].startswith("passes"):
                     findings.append(Finding(
                         severity="medium", title=f"{METHODS[m].title} is insensitive to the model's weights",
-                        evidence=f"after randomising every layer: Spearman |ρ| {r['final_spearman_abs']:.2f}, "
-                                 f"signed ρ {r['final_spearman_raw']:.2f} ({r['verdict']})", section=self.name))
+                        evidence=f"after randomising every layer: {RHO_ABS_LABEL} {r['final_spearman_abs']:.2f}, "
+                                 f"{RHO_SIGNED_LABEL} {r['final_spearman_raw']:.2f} ({r['verdict']})",
+                        section=self.name))
 
         curves = {}
         for m in ctx.track([m for m in ("ig", "saliency", "occlusion", "gradcam") if m in attributions],
@@ -179,11 +188,15 @@ class ExplanationQuality(Check):
                                            baseline=baseline)
         out["deletion_insertion"] = curves
         for m, c in curves.items():
-            if not c["beats_random"]["deletion"] and not c["beats_random"]["insertion"]:
+            typed = DeletionInsertion.model_validate(c)
+            if typed.no_better_than_random:  # the rule every report states (BEATS_RANDOM_RULE)
                 findings.append(Finding(
                     severity="medium", title=f"{METHODS[m].title} ranks features no better than random",
-                    evidence=f"deletion AUC {c['deletion_auc']:.3f} vs random {c['deletion_auc_random']:.3f}; "
-                             f"insertion AUC {c['insertion_auc']:.3f} vs random {c['insertion_auc_random']:.3f}",
+                    evidence=f"its ranking beats a random one on {typed.deletion_win_rate:.0%} of samples for "
+                             f"deletion and {typed.insertion_win_rate:.0%} for insertion (a method "
+                             f"{BEATS_RANDOM_RULE}); deletion AUC {c['deletion_auc']:.3f} vs random "
+                             f"{c['deletion_auc_random']:.3f}; insertion AUC {c['insertion_auc']:.3f} vs random "
+                             f"{c['insertion_auc_random']:.3f}",
                     section=self.name))
 
         if card.task != "text-classification":
@@ -221,11 +234,11 @@ class ExplanationQuality(Check):
     def _ground_truth_findings(self, gt: dict[str, Any]) -> list[Finding]:
         findings = []
         for m, r in gt.items():
-            if "precision_at_k" in r and r["precision_at_k"] < 0.75:
+            if "precision_at_k" in r and r["precision_at_k"] < PRECISION_AT_K_MIN:
                 findings.append(Finding(
                     severity="medium", title=f"{METHODS[m].title} misses known causal features",
                     evidence=f"precision@{r.get('k')} {r['precision_at_k']:.2f}", section=self.name))
-            if "hit_at_1" in r and r["hit_at_1"] < 0.5:
+            if "hit_at_1" in r and r["hit_at_1"] < HIT_AT_1_MIN:
                 findings.append(Finding(
                     severity="medium", title=f"{METHODS[m].title} rarely points at the deciding token",
                     evidence=f"hit@1 {r['hit_at_1']:.2f} (random {r.get('random', {}).get('hit_at_1', float('nan')):.2f})",
