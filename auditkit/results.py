@@ -119,6 +119,11 @@ class Provenance(BaseModel):
     data_sha256: str
     card: dict[str, Any]
     card_source: str | None = Field(None, description="Where the card came from: argument, file, embedded, sidecar.")
+    card_fields: dict[str, str] = Field(
+        default_factory=dict, description="Where each card field came from: file, embedded, sidecar, argument, "
+                                          "flag, inferred or default.")
+    card_notes: dict[str, str] = Field(
+        default_factory=dict, description="For inferred card fields: how each was inferred and what was assumed.")
     config: dict[str, Any]
     seed: int
     device: str

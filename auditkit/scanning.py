@@ -16,6 +16,7 @@ from auditkit.card import AuditCard
 from auditkit.checks import Budget, Check, ScanConfig, ScanContext, all_checks
 from auditkit.data import AuditData, load_data
 from auditkit.errors import BadInputError, DataError, ModelLoadError, ScanInputError, one_line
+from auditkit.inference import print_card, resolve
 from auditkit.loading import AuditModel, load_model
 from auditkit.progress import ScanProgress
 from auditkit.results import AuditResult, Finding, Provenance, Section, to_jsonable
@@ -128,7 +129,7 @@ def _choose_eval_index(data: AuditData, n: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n_test, size=n, replace=False))
 
 
-def plan(model: AuditModel, config: ScanConfig) -> list[str]:
+def plan(model: AuditModel | None, config: ScanConfig) -> list[str]:
     """Names of the checks this scan runs, after --only/--skip."""
     names = list(all_checks())
     unknown = [c for c in (config.only or []) + (config.skip or []) if c not in names]
@@ -142,8 +143,8 @@ def plan(model: AuditModel, config: ScanConfig) -> list[str]:
 
 
 def scan(
-    model: str | Path | AuditModel,
-    data: str | AuditData | None = None,
+    model: Any,
+    data: Any = None,
     *,
     card: AuditCard | str | Path | None = None,
     arch: str | None = None,
@@ -159,12 +160,17 @@ def scan(
     defenses: Iterable[str] | None = None,
     threads: int | None = None,
     progress: bool = True,
+    overrides: dict[str, Any] | None = None,
 ) -> AuditResult:
     """Audit ``model`` on ``data`` and return the :class:`AuditResult`.
 
-    ``model`` is a path (any accepted format) or an :class:`AuditModel`; ``data`` a data spec
-    (defaults to the card's ``dataset``) or an :class:`AuditData`. With ``out``, the result is
-    also written atomically to ``out/results.json``.
+    ``model`` is a path (any accepted format), an :class:`AuditModel` or an ``nn.Module``;
+    ``data`` a data spec (defaults to the card's ``dataset``), an :class:`AuditData`, arrays
+    ``(x, y)`` (NumPy or torch), a ``Dataset``/``DataLoader`` or ``(DataFrame, "target")``
+    (:mod:`auditkit.data.objects`). Without a card (given, embedded or beside the file) the
+    card is inferred from the model and the data (:mod:`auditkit.inference`); ``overrides``
+    sets card fields (what the CLI's --task, --bounds, --eps... flags do). With ``out``, the
+    card used is written to ``out/card.json`` and the result atomically to ``out/results.json``.
     """
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -187,16 +193,13 @@ def scan(
         # Small models run as fast on one thread; more threads on a busy machine oversubscribe.
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    audit_model = model if isinstance(model, AuditModel) else load_model(
-        model, card=card, arch=arch, trust_pickle=trust_pickle, device=device)
-    names = plan(audit_model, config)
-    if isinstance(data, AuditData):
-        audit_data, data_spec = data, data.name
-    else:
-        data_spec = data or audit_model.card.dataset
-        if not data_spec:
-            raise ScanInputError("the card names no dataset; pass --data SPEC (e.g. csv:file.csv?target=label)")
-        audit_data = load_data(data_spec, card=audit_model.card)
+    names = plan(None, config)  # --only/--skip typos are refused before the model loads
+    # Model, data and card (given, overridden by flags, or inferred): one place for CLI and API.
+    resolved = resolve(model, data, card=card, arch=arch, trust_pickle=trust_pickle, device=device,
+                       overrides=overrides)
+    audit_model, audit_data, data_spec = resolved.model, resolved.data, resolved.data_spec
+    if progress and (resolved.resolution.inferred or overrides):
+        print_card(resolved.resolution, Path(out) / "card.json" if out is not None else None)
     validate(audit_model, audit_data)
 
     reporter = ScanProgress(progress)
@@ -215,13 +218,15 @@ def scan(
         ctx.sections[name] = section
         status = "incomplete" if section.incomplete else section.status
         reporter.check_done(i, len(names), name, status, section.seconds, section.reason)
+    findings.extend(core_check_findings(ctx.sections, audit_model.card.task))
     findings.sort(key=lambda f: (SEVERITY_ORDER[f.severity], f.subject != "model"))
     prov = Provenance(
         auditkit=__version__, torch=torch.__version__, captum=_version("captum"), foolbox=_version("foolbox"),
         python=platform.python_version(), platform=platform.platform(terse=True),
         model_path=str(audit_model.path), model_sha256=audit_model.sha256, model_format=audit_model.format,
         data_spec=str(data_spec), data_sha256=audit_data.sha256(), card=audit_model.card.model_dump(mode="json"),
-        card_source=audit_model.card_source,
+        card_source=audit_model.card_source, card_fields=resolved.resolution.sources,
+        card_notes=resolved.resolution.notes,
         config=config.as_dict(), seed=seed, device=str(audit_model.device), started_at=started_at,
         wall_seconds=round(time.perf_counter() - started, 3), timings=timings,
     )
@@ -230,5 +235,50 @@ def scan(
     # Round-trip through JSON types so the in-memory result equals what a reader gets back.
     result = AuditResult.model_validate_json(result.to_json())
     if out is not None:
+        audit_model.card.write(Path(out) / "card.json")  # passed back with --card, it reproduces the run
         result.write(Path(out) / "results.json")
     return result
+
+
+def core_check_findings(sections: dict[str, Section], task: str) -> list[Finding]:
+    """A high finding for each core check of ``task`` that was skipped or ran without result
+    (never a silent pass); such a section is also marked incomplete, so the verdict says so.
+    A check that failed already carries its own finding; one left out by --only/--skip was the
+    user's choice and is only named in the verdict."""
+    from auditkit.verdict import core_checks
+
+    out = []
+    for name in core_checks(task):
+        section = sections.get(name)
+        if section is None or section.status == "failed":
+            continue
+        reason = section.reason if section.status == "skipped" else section.data.get("skipped") \
+            if isinstance(section.data.get("skipped"), str) else None
+        if not reason:
+            continue
+        if section.status == "ok" and reason not in section.incomplete:
+            section.incomplete.append(reason)
+        finding = Finding(
+            severity="high", title=f"The {name} check did not run", evidence=reason, section=name,
+            subject="evaluation", evidence_path=f"sections.{name}.reason" if section.status == "skipped"
+            else f"sections.{name}.data.skipped",
+            why=f"{name} is a core check: without it the audit says nothing about "
+                + {"performance": "how accurate the model is", "attributions": "what the model looks at",
+                   "robustness": "how the model fares under attack", "gan": "what the generator produces"}.get(
+                    name, "this part of the model") + ", so it cannot pass.",
+            action=_core_action(name, reason))
+        section.findings.append(finding)
+        out.append(finding)
+    return out
+
+
+def _core_action(name: str, reason: str) -> str:
+    if "bounds" in reason:
+        return "Give the valid input range: --bounds LO,HI (e.g. --bounds 0,1), or 'bounds' in the card."
+    if "positive class" in reason:
+        return "Name the class an attacker wants to escape: --positive-class NAME, or 'positive_class' in the card."
+    if "eager" in reason or "hooks" in reason:
+        return "Scan an eager model: a state_dict with --arch package.module:Class, or the module from Python."
+    if "epsilon" in reason:
+        return "Give attack budgets: --eps linf=A,B l2=C, or 'epsilons' in the card."
+    return f"Fix what the reason says, then re-run (auditkit scan ... --only {name} runs this check alone)."
