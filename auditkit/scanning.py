@@ -67,7 +67,20 @@ def validate(model: AuditModel, data: AuditData) -> None:
                 f"token ids range over {int(data.x_test.min())}..{int(data.x_test.max())} but the "
                 f"vocabulary has {v} tokens; encode the text with the model's vocabulary"
             )
-    probe = model.logits(data.x_test[:8])
+    try:  # the model's first forward pass: a broken model (e.g. a TorchScript forward that raises) stops here
+        probe = model.logits(data.x_test[:8])
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001  (whatever the model's own code raises)
+        text = str(exc).strip()
+        # TorchScript errors start with a multi-line traceback of the scripted code: keep its last line.
+        line = text.splitlines()[-1].strip().removeprefix("builtins.") if text else ""
+        what = line if type(exc).__name__ == "Error" else f"{type(exc).__name__}: {line}"  # torch.jit.Error
+        raise ModelLoadError(
+            f"the model {model.path.name} ({model.format}) fails on the first test samples: "
+            f"{what[:300]}; check that it runs on inputs of shape "
+            f"[N, {', '.join(map(str, card.input_shape))}] ({card.input_dtype})"
+        ) from None
     if probe.ndim != 2 or probe.shape[1] != k:
         raise ScanInputError(
             f"the model outputs {list(probe.shape[1:])} values per sample but the card names {k} "
