@@ -276,7 +276,8 @@ def test_randomised_forward_is_flagged(mlp, wrapper) -> None:
 def test_output_is_json_with_evidence(masked) -> None:
     _, out = masked
     doc = json.loads(json.dumps(to_jsonable(out), allow_nan=False))
-    assert set(doc) == {"checks", "suspected", "n_fail", "n_warn"}
+    assert set(doc) == {"checks", "suspected", "n_fail", "n_warn", "eot", "errors"}
+    assert doc["eot"] is None and doc["errors"] == []  # deterministic model, nothing raised
     assert [c["name"] for c in doc["checks"]] == list(CHECK_NAMES)
     for c in doc["checks"]:
         assert c["status"] in ("pass", "warn", "fail", "skipped")

@@ -252,7 +252,9 @@ def test_eot_averages_several_passes_per_step() -> None:
     counting = Counting(model)
     out = APGD("l2", n_iter=6, eot_iter=3).run(counting, x, y, eps=1.0, bounds=FAR)
     assert not bool(out.success.any())
-    assert len(counting.batches) == 1 + 3 * (6 + 1) + 1  # clean + eot * (start + steps) + final
+    # clean vote + eot * (start + steps) + final vote: with eot_iter > 1 every decision is a
+    # majority over eot_iter forwards, never one forward.
+    assert len(counting.batches) == 3 + 3 * (6 + 1) + 3
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))

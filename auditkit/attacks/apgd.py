@@ -39,6 +39,8 @@ from auditkit.attacks.common import (
     eval_mode,
     is_adversarial,
     make_generator,
+    vote_counts,
+    vote_fooled,
 )
 from auditkit.attacks.losses import dlr_targeted_loss, get_loss, margin_loss
 
@@ -104,14 +106,16 @@ class _Projector:
 
 def _loss_and_grad(
     model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, loss_fn: LossFn, eot_iter: int
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Loss ``[B]``, its gradient w.r.t. the input ``[B, ...]`` and the logits ``[B, C]``,
     each averaged over ``eot_iter`` forward/backward passes (Expectation over Transformation,
-    for randomised models). Gradients are taken w.r.t. the input only, so nothing accumulates
-    in the model's parameters."""
+    for randomised models), and ``fooled`` bool ``[B]``: the majority vote of those same passes
+    (:func:`~auditkit.attacks.common.vote_fooled`; with one pass, ``argmax != y``). Gradients
+    are taken w.r.t. the input only, so nothing accumulates in the model's parameters."""
     grad = torch.zeros_like(x)
     loss_sum: Tensor | float = 0.0
     logits_sum: Tensor | float = 0.0
+    counts: Tensor | float = 0
     for _ in range(eot_iter):
         xr = x.detach().requires_grad_(True)
         with torch.enable_grad():
@@ -122,7 +126,24 @@ def _loss_and_grad(
             grad += torch.nan_to_num(g)
         loss_sum = loss_sum + loss.detach()
         logits_sum = logits_sum + logits.detach()
-    return loss_sum / eot_iter, grad / eot_iter, logits_sum / eot_iter  # type: ignore[return-value]
+        if eot_iter > 1:
+            counts = counts + torch.nn.functional.one_hot(logits.detach().argmax(dim=1), logits.shape[1])
+    mean_logits = logits_sum / eot_iter
+    fooled = vote_fooled(counts, y) if eot_iter > 1 else mean_logits.argmax(dim=1) != y  # type: ignore[arg-type]
+    return loss_sum / eot_iter, grad / eot_iter, mean_logits, fooled  # type: ignore[return-value]
+
+
+def _clean_logits(model: nn.Module, x: Tensor, y: Tensor, eot_iter: int) -> tuple[Tensor, Tensor]:
+    """Clean logits ``[N, C]`` (mean over ``eot_iter`` forwards) and which samples are already
+    misclassified, bool ``[N]`` (majority vote over those forwards when ``eot_iter > 1``)."""
+    with torch.no_grad():
+        if eot_iter == 1:
+            logits = model(x)
+            check_labels(logits, y)
+            return logits, logits.argmax(dim=1) != y
+        counts, logits = vote_counts(model, x, eot_iter)
+    check_labels(logits, y)
+    return logits, vote_fooled(counts, y)
 
 
 def _apgd_run(
@@ -159,11 +180,10 @@ def _apgd_run(
     if target is not None:
         s["t"] = target
 
-    def forward(x_cur: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(x_cur: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return _loss_and_grad(model, x_cur, s["y"], s.get("t"), loss_fn, eot_iter)
 
-    def drop_fooled(logits: Tensor) -> None:
-        newly = logits.argmax(dim=1) != s["y"]
+    def drop_fooled(newly: Tensor) -> None:
         if newly.any():
             rows = s["row"][newly]
             x_out[rows] = s["cur"][newly]
@@ -174,7 +194,7 @@ def _apgd_run(
                 s[key] = s[key][keep]
 
     s["cur"] = proj.random_start(x, gen)
-    loss, s["grad"], logits = forward(s["cur"])
+    loss, s["grad"], logits, newly = forward(s["cur"])
     s["margin"] = margin_loss(logits, s["y"])
     s["prev"] = s["cur"]
     s["x_max"], s["f_max"], s["grad_max"], s["margin_max"] = s["cur"], loss, s["grad"], s["margin"]
@@ -185,7 +205,7 @@ def _apgd_run(
     # Condition 2 needs the step size unchanged since the previous checkpoint; at the first
     # checkpoint it has never been reduced (eta(w_0) == eta(w_1)), hence False here.
     s["reduced_last"] = torch.zeros(n, dtype=torch.bool, device=x.device)
-    drop_fooled(logits)
+    drop_fooled(newly)
     last_cp = 0
 
     for k in range(n_iter):
@@ -197,7 +217,7 @@ def _apgd_run(
         x_new = proj(x_cur + alpha * (z - x_cur) + (1 - alpha) * (x_cur - x_prev), x0)
         s["prev"], s["cur"] = x_cur, x_new
 
-        loss, s["grad"], logits = forward(x_new)
+        loss, s["grad"], logits, newly = forward(x_new)
         s["margin"] = margin_loss(logits, s["y"])
         s["n_increase"] = s["n_increase"] + (loss > s["f_prev"]).long()
         s["f_prev"] = loss
@@ -208,7 +228,7 @@ def _apgd_run(
             s["grad_max"] = torch.where(b, s["grad"], s["grad_max"])
             s["f_max"] = torch.where(better, loss, s["f_max"])
             s["margin_max"] = torch.where(better, s["margin"], s["margin_max"])
-        drop_fooled(logits)
+        drop_fooled(newly)
 
         if k + 1 in cps:
             cond1 = s["n_increase"].to(x.dtype) < rho * (k + 1 - last_cp)
@@ -258,7 +278,10 @@ class APGD:
         n_restarts: random restarts; each restart attacks only the samples still robust.
         rho: fraction of loss-increasing steps below which the step size is halved (0.75).
         seed: seed of the attack's private random generator; same seed, same result.
-        eot_iter: forward/backward passes averaged per gradient (EOT, for randomised models).
+        eot_iter: forward/backward passes averaged per gradient (EOT, for randomised models;
+            AutoAttack's "rand" version uses 20). With ``eot_iter > 1`` every success test,
+            in-attack and final, is a majority vote over ``eot_iter`` forwards
+            (:class:`~auditkit.attacks.common.EOT`), never a single lucky forward.
     """
 
     def __init__(
@@ -301,10 +324,8 @@ class APGD:
         proj = _Projector(self.norm, eps, lo, hi)
         gen = make_generator(self.seed, x.device)
         with eval_mode(model):
-            with torch.no_grad():
-                clean_logits = model(x)
-            check_labels(clean_logits, y)
-            x_adv, success, best = _init_outputs(x, clean_logits, y)
+            _, clean_fooled = _clean_logits(model, x, y, self.eot_iter)
+            x_adv, success, best = _init_outputs(x, clean_fooled)
             for _ in range(self.n_restarts):
                 idx = (~success).nonzero().squeeze(1)
                 if idx.numel() == 0:
@@ -313,7 +334,7 @@ class APGD:
                     model, x[idx], y[idx], None, self._loss_fn, proj, self.n_iter, self.rho, self.eot_iter, gen
                 )
                 _merge(x_adv, success, best, idx, xo, fo, mo)
-            success = is_adversarial(model, x_adv, y)
+            success = is_adversarial(model, x_adv, y, votes=self.eot_iter)
         return AttackOutput(x_adv=x_adv, success=success, queries=None)
 
 
@@ -361,9 +382,7 @@ class APGDTargeted:
         proj = _Projector(self.norm, eps, lo, hi)
         gen = make_generator(self.seed, x.device)
         with eval_mode(model):
-            with torch.no_grad():
-                clean_logits = model(x)
-            check_labels(clean_logits, y)
+            clean_logits, clean_fooled = _clean_logits(model, x, y, self.eot_iter)
             n_classes = clean_logits.shape[1]
             if n_classes < 2:
                 raise ValueError("APGD-T needs a model with at least 2 classes")
@@ -371,7 +390,7 @@ class APGDTargeted:
             others = clean_logits.masked_fill(
                 torch.nn.functional.one_hot(y, n_classes).bool(), float("-inf")
             ).argsort(dim=1, descending=True)[:, : n_classes - 1]
-            x_adv, success, best = _init_outputs(x, clean_logits, y)
+            x_adv, success, best = _init_outputs(x, clean_fooled)
             for t in range(min(self.n_target_classes, n_classes - 1)):
                 for _ in range(self.n_restarts):
                     idx = (~success).nonzero().squeeze(1)
@@ -382,13 +401,13 @@ class APGDTargeted:
                         self.n_iter, self.rho, self.eot_iter, gen,
                     )
                     _merge(x_adv, success, best, idx, xo, fo, mo)
-            success = is_adversarial(model, x_adv, y)
+            success = is_adversarial(model, x_adv, y, votes=self.eot_iter)
         return AttackOutput(x_adv=x_adv, success=success, queries=None)
 
 
-def _init_outputs(x: Tensor, clean_logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _init_outputs(x: Tensor, clean_fooled: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``x_adv = x``, success = clean misclassification, best margin = -inf (nothing tried)."""
-    success = clean_logits.argmax(dim=1) != y
+    success = clean_fooled.clone()
     best = torch.full((x.shape[0],), float("-inf"), dtype=x.dtype, device=x.device)
     return x.clone(), success, best
 

@@ -176,21 +176,121 @@ def frozen_parameters(model: nn.Module) -> Iterator[nn.Module]:
             p.requires_grad_(flag)
 
 
-def is_adversarial(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+@dataclass(frozen=True)
+class EOT:
+    """Expectation over Transformation for a randomised model (AutoAttack's "rand" version).
+
+    A model whose forward pass is random (noise added to the input, random transforms, dropout
+    left on) has no single gradient and no single answer. Under EOT:
+
+    * an EOT-capable attack (APGD, APGD-T) averages its loss, its gradient and its logits over
+      ``samples`` forward/backward passes per step, and its in-attack success test is the
+      majority vote of those same passes (no extra forwards);
+    * every robust/broken decision on a returned point (and the clean prediction) is the
+      majority vote of ``votes`` fresh forwards: a sample counts as misclassified unless its
+      true class gets strictly more votes than any other class (ties count against the model,
+      so noise never makes a point look robust). One lucky forward decides nothing.
+
+    Attributes:
+        samples: forward/backward passes averaged per gradient step (20 in AutoAttack).
+        votes: forwards per decision.
+    """
+
+    samples: int = 20
+    votes: int = 20
+
+    def __post_init__(self) -> None:
+        check_positive_int("EOT samples", self.samples)
+        check_positive_int("EOT votes", self.votes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"samples_per_gradient": self.samples, "votes_per_decision": self.votes,
+                "decision": "majority vote (true class strictly most frequent over the votes; ties count as broken)"}
+
+
+def vote_counts(model: nn.Module, x: Tensor, votes: int) -> tuple[Tensor, Tensor]:
+    """Predicted-class counts over ``votes`` forwards (no grad) and the mean logits.
+
+    Returns:
+        ``counts`` int64 ``[N, C]`` (each row sums to ``votes``) and mean logits ``[N, C]``.
+    """
+    logits_sum: Tensor | None = None
+    counts: Tensor | None = None
+    with torch.no_grad():
+        for _ in range(votes):
+            logits = model(x)
+            if logits.dim() != 2:
+                raise ValueError(f"the model must return logits of shape [N, C], got {list(logits.shape)}")
+            hits = torch.nn.functional.one_hot(logits.argmax(dim=1), logits.shape[1])
+            counts = hits if counts is None else counts + hits
+            logits_sum = logits if logits_sum is None else logits_sum + logits
+    assert counts is not None and logits_sum is not None  # votes >= 1
+    return counts, logits_sum / votes
+
+
+def vote_fooled(counts: Tensor, y: Tensor) -> Tensor:
+    """bool ``[N]``: the true class is not strictly the most voted (``counts [N, C]``)."""
+    true = counts.gather(1, y.view(-1, 1)).squeeze(1)
+    other = counts.scatter(1, y.view(-1, 1), -1).amax(dim=1)
+    return true <= other
+
+
+def vote_prediction(counts: Tensor, y: Tensor) -> Tensor:
+    """The most voted class ``[N]``; a tie with the true class goes to the other class, so that
+    ``vote_prediction(c, y) != y`` exactly when ``vote_fooled(c, y)``."""
+    return (counts.double() - 0.5 * torch.nn.functional.one_hot(y, counts.shape[1])).argmax(dim=1)
+
+
+def is_adversarial(model: nn.Module, x: Tensor, y: Tensor, votes: int = 1) -> Tensor:
     """Whether the model misclassifies each sample.
 
     Args:
         model: classifier mapping ``[N, ...]`` to logits ``[N, C]``.
         x: ``[N, ...]`` inputs.
         y: ``[N]`` true labels.
+        votes: forwards per decision (``EOT.votes``) for a randomised model; 1 for a
+            deterministic one.
 
     Returns:
-        bool ``[N]``: ``model(x).argmax(1) != y``, from an eval-mode forward without grad.
+        bool ``[N]``: ``model(x).argmax(1) != y`` from an eval-mode forward without grad; with
+        ``votes > 1``, :func:`vote_fooled` over that many forwards.
     """
     with torch.no_grad(), eval_mode(model):
-        logits = model(x)
-    check_labels(logits, y)
-    return logits.argmax(dim=1) != y
+        if votes == 1:
+            logits = model(x)
+            check_labels(logits, y)
+            return logits.argmax(dim=1) != y
+        counts, mean_logits = vote_counts(model, x, votes)
+    check_labels(mean_logits, y)
+    return vote_fooled(counts, y)
+
+
+def predict(model: nn.Module, x: Tensor, y: Tensor, votes: int = 1) -> Tensor:
+    """Predicted classes ``[N]`` (eval mode, no grad): the argmax, or with ``votes > 1`` the
+    majority vote (:func:`vote_prediction`: ties go against the label ``y``)."""
+    with torch.no_grad(), eval_mode(model):
+        if votes == 1:
+            return model(x).argmax(dim=1)
+        counts, _ = vote_counts(model, x, votes)
+    return vote_prediction(counts, y)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"Type: first line of the message"`` for results.json; a message-less exception (a bare
+    ``assert`` inside a library) says where it was raised instead (``file:line``)."""
+    from auditkit.errors import one_line
+
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    if lines:
+        return one_line(f"{type(exc).__name__}: {lines[0].strip()}", 300)
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = ""
+    if tb is not None:
+        parts = tb.tb_frame.f_code.co_filename.replace("\\", "/").split("/")
+        where = f" raised at {'/'.join(parts[-3:])}:{tb.tb_lineno}"
+    return one_line(f"{type(exc).__name__}{where}", 300)
 
 
 def make_generator(seed: int, device: torch.device) -> torch.Generator:

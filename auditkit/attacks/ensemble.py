@@ -11,7 +11,13 @@ found) and ``broken_by``. Every robust-accuracy figure follows from the records:
     robust at eps  <=>  clean-correct and no adversarial point of norm <= eps (+ tolerance) found
 
 The per-sample worst case over many diverse attacks, rather than any single attack, is what
-makes the number credible (Croce & Hein 2020). Written by hand: foolbox has no ensemble runner,
+makes the number credible (Croce & Hein 2020).
+
+A randomised model (found by ``masking.forward_determinism`` before attacking) runs under the
+``EOT`` protocol of AutoAttack's "rand" version (``EOT_ATTACKS``, ``EOT_BUDGETS``): EOT gradients,
+and every decision, the clean prediction included, a majority vote over several forwards. An
+attack that raises fails only its batch at that eps: the cells are recorded as ``ERROR`` with
+the error under the attack, and the curve points it lacks are marked incomplete. Written by hand: foolbox has no ensemble runner,
 and AutoAttack's own runner neither keeps per-sample records nor takes foolbox attacks.
 """
 
@@ -26,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from auditkit.attacks.common import check_bounds, check_norm, eval_mode, norm_of
+from auditkit.attacks.common import EOT, check_bounds, check_norm, describe_error, eval_mode, norm_of, predict
 from auditkit.attacks.registry import (
     BUDGET_NAMES,
     get_attack,
@@ -56,16 +62,40 @@ BUDGETS: dict[str, dict[str, list[str]]] = {
     },
 }
 
+# Randomised models (a forward pass that is not deterministic) get AutoAttack's "rand" version
+# instead: APGD-CE and APGD-DLR with Expectation over Transformation and a single restart, every
+# decision a majority vote (``EOT``). Foolbox's attacks do not average over the randomness (and
+# FMN's internal assertions fail on a random model), so they are left out. Per budget: passes
+# averaged per gradient (20 as in AutoAttack) and forwards per robust/broken decision.
+EOT_ATTACKS: dict[str, list[str]] = {
+    "linf": ["apgd-ce-linf", "apgd-dlr-linf"],
+    "l2": ["apgd-ce-l2", "apgd-dlr-l2"],
+}
+EOT_BUDGETS: dict[str, EOT] = {
+    "quick": EOT(samples=20, votes=20),
+    "standard": EOT(samples=20, votes=20),
+    "thorough": EOT(samples=20, votes=50),
+}
+
 FINE_POINTS = 50  # points of the fine curve, from 0 to the largest eps
 GALLERY_SIZE = 6
+ERROR = -2  # success code of a (sample, eps) an attack should have covered but raised on
 
 
-def ensemble_attacks(budget: str, norm: str) -> list[str]:
-    """The ordered attack names of ``budget`` for ``norm`` (see ``BUDGETS``)."""
+def ensemble_attacks(budget: str, norm: str, eot: bool = False) -> list[str]:
+    """The ordered attack names of ``budget`` for ``norm`` (``BUDGETS``), or with ``eot`` the
+    randomised-model protocol's (``EOT_ATTACKS``)."""
     norm = check_norm(norm)
     if budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}: use one of {', '.join(BUDGET_NAMES)}")
-    return list(BUDGETS[budget][norm])
+    return list(EOT_ATTACKS[norm] if eot else BUDGETS[budget][norm])
+
+
+def eot_protocol(budget: str) -> EOT:
+    """The EOT settings of ``budget`` for randomised models (``EOT_BUDGETS``)."""
+    if budget not in EOT_BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}: use one of {', '.join(BUDGET_NAMES)}")
+    return EOT_BUDGETS[budget]
 
 
 @dataclass
@@ -75,7 +105,11 @@ class EnsembleResult:
     Per-sample arrays have length N (the samples given, in order); ``success`` per attack is
     int8 ``[N, K]`` over the sorted ``epsilons`` with 1 = adversarial found within eps,
     0 = attacked and not found, -1 = not run (the sample was already broken at that eps by an
-    earlier attack). Norms are in input units, ``inf`` where nothing was found.
+    earlier attack), -2 (``ERROR``) = the attack raised on the batch holding the sample there,
+    so nothing is known. Norms are in input units, ``inf`` where nothing was found.
+
+    ``eot`` is the EOT protocol the ensemble ran under (randomised model), else None.
+    ``per_attack[name]["errors"]`` lists what each attack raised (see :func:`run_ensemble`).
     """
 
     norm: str
@@ -92,6 +126,35 @@ class EnsembleResult:
     attack_norm: dict[str, np.ndarray]  # name -> float [N]: smallest adversarial norm it found
     per_attack: dict[str, dict[str, Any]]
     gallery: list[dict[str, Any]] = field(default_factory=list)
+    eot: EOT | None = None
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """Every attack failure, in run order: ``{"attack", "eps" (None: min-norm run),
+        "n_samples", "samples" (row indices), "error" ("Type: message")}``."""
+        return [{"attack": name, **e} for name in self.attacks for e in self.per_attack[name].get("errors", [])]
+
+    @property
+    def complete(self) -> bool:
+        """No attack raised anywhere (every figure is the full ensemble's)."""
+        return not self.errors
+
+    def missing_attacks(self, eps: float) -> list[str]:
+        """Attacks that raised on a sample still counted robust at ``eps``: without them the
+        robust accuracy at ``eps`` is only an upper bound. A fixed-eps attack covers ``eps``
+        through its run at the smallest grid eps ``>= eps`` (nested balls); beyond the grid,
+        any error counts."""
+        robust = self.robust_at(eps)
+        grid = [k for k, e in enumerate(self.epsilons) if e >= eps - 1e-12]
+        out = []
+        for name in self.attacks:
+            err = self.success[name] == ERROR
+            if not err.any():
+                continue
+            col = err[:, grid[0]] if grid else err.any(axis=1)
+            if (col & robust).any():
+                out.append(name)
+        return out
 
     @property
     def clean_correct(self) -> np.ndarray:
@@ -108,7 +171,7 @@ class EnsembleResult:
     def curve(self, epsilons: Iterable[float] | None = None) -> list[dict[str, Any]]:
         """Robust accuracy at each eps (default: the grid), with its Wilson 95% CI and n."""
         grid = self.epsilons if epsilons is None else [float(e) for e in epsilons]
-        return [_point(e, int(self.robust_at(e).sum()), len(self.labels)) for e in grid]
+        return [_point(e, int(self.robust_at(e).sum()), len(self.labels), self.missing_attacks(e)) for e in grid]
 
     def fine_curve(self, points: int = FINE_POINTS) -> list[dict[str, Any]]:
         """The curve on ``points`` evenly spaced eps from 0 to the largest eps (for plots)."""
@@ -122,8 +185,13 @@ class EnsembleResult:
         given), ``label``, ``clean_pred``, ``clean_correct``, ``min_norm`` (None: nothing
         found), ``broken_by`` and ``per_attack[name]`` with ``success_at_eps`` (``[N][K]``:
         True / False / None where not run because already broken) and ``min_norm`` (``[N]``,
-        the smallest adversarial norm that attack found). ``curve`` / ``fine_curve`` points:
-        ``eps, robust_accuracy, ci_low, ci_high, n, n_robust``.
+        the smallest adversarial norm that attack found), plus ``error_at_eps`` (``[N][K]``
+        bool, only for an attack that raised: True where it should have run and did not).
+        ``curve`` / ``fine_curve`` points: ``eps, robust_accuracy, ci_low, ci_high, n,
+        n_robust, complete, missing_attacks`` (``complete`` False: an attack that raised did
+        not cover a sample counted robust there, listed in ``missing_attacks``; the figure is
+        then an upper bound). ``complete`` / ``errors`` / ``eot`` at the top level: whether
+        every attack ran everywhere, what raised, and the EOT protocol (None: deterministic).
         """
         records = {
             "index": list(range(len(self.labels))),
@@ -136,6 +204,8 @@ class EnsembleResult:
                 name: {
                     "success_at_eps": [[None if v < 0 else bool(v) for v in row] for row in self.success[name]],
                     "min_norm": self.attack_norm[name],
+                    **({"error_at_eps": (self.success[name] == ERROR).tolist()}
+                       if (self.success[name] == ERROR).any() else {}),
                 }
                 for name in self.attacks
             },
@@ -147,6 +217,9 @@ class EnsembleResult:
             "bounds": list(self.bounds),
             "seed": self.seed,
             "attacks": self.attacks,
+            "eot": self.eot.as_dict() if self.eot is not None else None,
+            "complete": self.complete,
+            "errors": self.errors,
             "tolerance": self.tolerance,
             "per_attack": self.per_attack,
             "records": records,
@@ -164,9 +237,10 @@ def broken_at(norms: np.ndarray, eps: float, tol: float) -> np.ndarray:
     return norms <= (eps + tol if eps > 0 else 0.0)
 
 
-def _point(eps: float, robust: int, n: int) -> dict[str, Any]:
+def _point(eps: float, robust: int, n: int, missing: list[str]) -> dict[str, Any]:
     lo, hi = wilson_interval(robust, n)
-    return {"eps": float(eps), "robust_accuracy": robust / n, "ci_low": lo, "ci_high": hi, "n": n, "n_robust": robust}
+    return {"eps": float(eps), "robust_accuracy": robust / n, "ci_low": lo, "ci_high": hi, "n": n, "n_robust": robust,
+            "complete": not missing, "missing_attacks": missing}
 
 
 class CountingModel(nn.Module):
@@ -203,10 +277,11 @@ def _check_epsilons(epsilons: Iterable[float]) -> list[float]:
     return sorted(set(values))
 
 
-def resolve_attacks(attacks: list[str] | None, norm: str, budget: str) -> list[str]:
-    """The attack names to run: ``attacks`` if given (checked), else the budget's list."""
+def resolve_attacks(attacks: list[str] | None, norm: str, budget: str, eot: bool = False) -> list[str]:
+    """The attack names to run: ``attacks`` if given (checked), else the budget's list (the
+    EOT protocol's with ``eot``)."""
     if attacks is None:
-        return ensemble_attacks(budget, norm)
+        return ensemble_attacks(budget, norm, eot)
     if isinstance(attacks, str) or not attacks:
         raise ValueError("attacks must be a non-empty list of attack names (or None for the budget's list)")
     names = []
@@ -248,6 +323,7 @@ def run_ensemble(
     batch_size: int = 256,
     attacks: list[str] | None = None,
     track: Callable[..., Iterable[Any]] = lambda it, **kw: it,
+    eot: EOT | None = None,
 ) -> EnsembleResult:
     """Run the worst-case ensemble on ``x`` and keep per-sample records.
 
@@ -265,6 +341,18 @@ def run_ensemble(
         batch_size: samples per attack batch (memory bound).
         attacks: explicit ordered attack names instead of the budget's list (all of ``norm``).
         track: progress wrapper ``track(iterable, desc=..., total=...)`` (tqdm-like).
+        eot: for a randomised model (see ``masking.forward_determinism``), the EOT protocol
+            (``eot_protocol(budget)``): the attacks default to ``EOT_ATTACKS``, EOT-capable
+            ones average ``eot.samples`` passes per gradient, and every decision (clean
+            prediction included) is a majority vote of ``eot.votes`` forwards. None (default):
+            one forward per decision, the deterministic protocol.
+
+    An attack that raises (foolbox internals, numerical errors, anything but a
+    ``BaseException`` such as KeyboardInterrupt) fails only the batch of samples it was running
+    on, at that eps: the ensemble goes on, the cells are recorded as ``ERROR`` and the error in
+    ``per_attack[name]["errors"]``, and every curve point that lacks the attack on a sample it
+    counts robust says so (``complete`` False, ``missing_attacks``). A missing attack never
+    raises a robust-accuracy figure unflagged.
 
     Returns:
         EnsembleResult; ``.to_dict()`` is the JSON section (DESIGN.md §5).
@@ -275,20 +363,22 @@ def run_ensemble(
     norm = check_norm(norm)
     if budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}: use one of {', '.join(BUDGET_NAMES)}")
+    if eot is not None and not isinstance(eot, EOT):
+        raise ValueError(f"eot must be an auditkit.attacks.common.EOT or None, got {type(eot).__name__}")
     eps = _check_epsilons(epsilons)
-    names = resolve_attacks(attacks, norm, budget)
+    names = resolve_attacks(attacks, norm, budget, eot=eot is not None)
     x, y = _as_tensors(module, x, y)
     lo, hi = check_bounds(x, bounds)
     tol = norm_tolerance((lo, hi))
     n, k_eps = len(x), len(eps)
-    run_kw: dict[str, Any] = {"budget": budget, "batch_size": batch_size}
+    votes = eot.votes if eot is not None else 1
+    run_kw: dict[str, Any] = {"budget": budget, "batch_size": batch_size, "eot": eot}
 
     with eval_mode(module):
         counter = CountingModel(module).eval()
-        with torch.no_grad():
-            clean_pred = torch.cat([
-                module(x[s : s + batch_size]).argmax(1) for s in range(0, n, batch_size)
-            ]).cpu().numpy()
+        clean_pred = torch.cat([
+            predict(module, x[s : s + batch_size], y[s : s + batch_size], votes) for s in range(0, n, batch_size)
+        ]).cpu().numpy()
         labels = y.cpu().numpy()
         correct = clean_pred == labels
         best = np.where(correct, np.inf, 0.0)
@@ -313,29 +403,54 @@ def run_ensemble(
             own = np.where(correct, np.inf, 0.0)
             attacked = np.zeros(n, bool)
             n_at_eps = [0] * k_eps
+            errors: list[dict[str, Any]] = []
             queries: int | None = None
             counter.forwards = counter.backwards = 0
             start = time.perf_counter()
+
+            def attempt(rows: np.ndarray, e: float | None) -> Iterable[tuple[np.ndarray, Any]]:
+                """Run the attack on ``rows`` in batches (seeded by offset, as the registry
+                seeds its own batches); yield ``(batch rows, output)``. A batch that raises is
+                recorded in ``errors`` and skipped: its rows stay unknown to this attack."""
+                for s0 in range(0, rows.size, batch_size):
+                    part = rows[s0 : s0 + batch_size]
+                    idx = torch.as_tensor(part, device=x.device)
+                    try:
+                        out = spec.run(counter, x[idx], y[idx], None if e is None else [e], (lo, hi), seed + s0,
+                                       **run_kw)[0]
+                    except Exception as exc:  # noqa: BLE001  (recorded; the curve says it is incomplete)
+                        errors.append({"eps": e, "n_samples": int(part.size), "samples": part.tolist(),
+                                       "error": describe_error(exc)})
+                        yield part, None
+                        continue
+                    yield part, out
+
             if spec.kind == "min-norm":
-                rows = np.flatnonzero(correct)
-                if rows.size:
+                rows_all = np.flatnonzero(correct)
+                raised = np.zeros(n, bool)
+                for rows, out in attempt(rows_all, None):
+                    if out is None:
+                        raised[rows] = True
+                        continue
                     idx = torch.as_tensor(rows, device=x.device)
-                    out = spec.run(counter, x[idx], y[idx], None, (lo, hi), seed, **run_kw)[0]
                     ok = out.success.cpu().numpy()
-                    norms = norm_of(out.x_adv - x[idx], norm).double().cpu().numpy()
+                    norms = _positive(norm_of(out.x_adv - x[idx], norm).double().cpu().numpy(), tol)
                     own[rows[ok]] = norms[ok]
                     improve(rows[ok], norms[ok], out.x_adv[torch.as_tensor(ok, device=x.device)], name)
                     attacked[rows] = True
                     queries = _sum_queries(out.queries, queries)
                 for k, e in enumerate(eps):
                     succ[correct, k] = broken_at(own[correct], e, tol)
-                    n_at_eps[k] = int(rows.size)
+                    if e > 0:  # at eps 0 nothing is attacked: the clean prediction decides
+                        succ[raised, k] = ERROR
+                    n_at_eps[k] = int(attacked.sum())
             else:
                 # Largest eps first. The eps-balls are nested, so a sample this attack failed on
                 # at a larger eps is robust to it at every smaller one: no adversarial point in
                 # the big ball means none in the small one. Each sample thus costs one failed
                 # (full-length) run per attack at most; an ascending sweep would pay one failed
-                # run at every grid eps below the sample's minimal perturbation.
+                # run at every grid eps below the sample's minimal perturbation. A batch that
+                # raised at a larger eps is not "failed": it is attacked again at the next one.
                 failed = np.zeros(n, bool)
                 for k in reversed(range(k_eps)):
                     e = eps[k]
@@ -343,24 +458,27 @@ def run_ensemble(
                     succ[correct & broken_at(own, e, tol), k] = 1
                     open_rows = correct & ~broken_at(best, e, tol)
                     succ[open_rows & failed, k] = 0
-                    rows = np.flatnonzero(open_rows & ~failed)
-                    if rows.size == 0:
+                    rows_e = np.flatnonzero(open_rows & ~failed)
+                    if rows_e.size == 0:
                         continue
                     if e == 0:  # no perturbation: nothing to attack, the sample stays robust
-                        succ[rows, k] = 0
+                        succ[rows_e, k] = 0
                         continue
-                    idx = torch.as_tensor(rows, device=x.device)
-                    out = spec.run(counter, x[idx], y[idx], [e], (lo, hi), seed, **run_kw)[0]
-                    ok = out.success.cpu().numpy()
-                    # The point lies in the eps-ball (checked by the registry up to rounding).
-                    norms = np.minimum(norm_of(out.x_adv - x[idx], norm).double().cpu().numpy(), e)
-                    succ[rows, k] = ok
-                    failed[rows[~ok]] = True
-                    own[rows[ok]] = np.minimum(own[rows[ok]], norms[ok])
-                    improve(rows[ok], norms[ok], out.x_adv[torch.as_tensor(ok, device=x.device)], name)
-                    attacked[rows] = True
-                    n_at_eps[k] = int(rows.size)
-                    queries = _sum_queries(out.queries, queries)
+                    for rows, out in attempt(rows_e, e):
+                        if out is None:
+                            succ[rows, k] = ERROR
+                            continue
+                        idx = torch.as_tensor(rows, device=x.device)
+                        ok = out.success.cpu().numpy()
+                        # The point lies in the eps-ball (checked by the registry up to rounding).
+                        norms = _positive(np.minimum(norm_of(out.x_adv - x[idx], norm).double().cpu().numpy(), e), tol)
+                        succ[rows, k] = ok
+                        failed[rows[~ok]] = True
+                        own[rows[ok]] = np.minimum(own[rows[ok]], norms[ok])
+                        improve(rows[ok], norms[ok], out.x_adv[torch.as_tensor(ok, device=x.device)], name)
+                        attacked[rows] = True
+                        n_at_eps[k] += int(rows.size)
+                        queries = _sum_queries(out.queries, queries)
             seconds = time.perf_counter() - start
             success[name], attack_norm[name] = succ, own
             known = [bool((succ[correct, k] >= 0).all()) for k in range(k_eps)]
@@ -369,7 +487,7 @@ def run_ensemble(
                 "family": spec.family,
                 "norm": spec.norm,
                 "source": spec.source,
-                "settings": spec.settings(budget),
+                "settings": spec.settings(budget, eot),
                 # This attack's own robust accuracy where it is known (it ran on, or carried a
                 # point for, every clean-correct sample at that eps), else None.
                 "robust_accuracy": [
@@ -385,16 +503,29 @@ def run_ensemble(
                 "forward_passes": counter.forwards,
                 "backward_passes": counter.backwards,
                 "queries": queries,
+                # What raised, per batch and eps (eps None: the min-norm run); empty when none.
+                "errors": errors,
+                "error": errors[0]["error"] if errors else None,
             }
         for name in names:
             per_attack[name]["n_smallest"] = sum(1 for b in best_by if b == name)
-        gallery = _gallery(module, x, best_x, labels, clean_pred, best, best_by, eps, tol)
+        gallery = _gallery(module, x, best_x, labels, clean_pred, best, best_by, eps, tol, votes)
 
     return EnsembleResult(
         norm=norm, epsilons=eps, budget=budget, attacks=names, bounds=(lo, hi), seed=seed,
         labels=labels, clean_pred=clean_pred, min_norm=best, broken_by=best_by,
-        success=success, attack_norm=attack_norm, per_attack=per_attack, gallery=gallery,
+        success=success, attack_norm=attack_norm, per_attack=per_attack, gallery=gallery, eot=eot,
     )
+
+
+def _positive(norms: np.ndarray, tol: float) -> np.ndarray:
+    """Norms of points found on clean-correct samples, with 0 raised to ``tol``.
+
+    A zero norm there means a later decision on the clean input itself went the other way,
+    which only a randomised model does (under EOT, another majority vote of a sample whose
+    votes are close to even). The clean decision is taken once and stands at eps 0, as for a
+    deterministic model; at norm ``tol`` the point counts at every eps > 0 (``broken_at``)."""
+    return np.where(norms > 0, norms, tol)
 
 
 def _sum_queries(q: Tensor | None, total: int | None) -> int | None:
@@ -405,7 +536,7 @@ def _sum_queries(q: Tensor | None, total: int | None) -> int | None:
 
 def _gallery(
     model: nn.Module, x: Tensor, best_x: Tensor, labels: np.ndarray, clean_pred: np.ndarray,
-    best: np.ndarray, best_by: list[str | None], eps: list[float], tol: float,
+    best: np.ndarray, best_by: list[str | None], eps: list[float], tol: float, votes: int = 1,
 ) -> list[dict[str, Any]]:
     """Up to ``GALLERY_SIZE`` clean-correct samples broken within the eps grid, distinct labels
     first (then by index): clean input, adversarial input, perturbation, rounded to 4 places."""
@@ -424,8 +555,7 @@ def _gallery(
     if not chosen:
         return []
     idx = torch.as_tensor(chosen, device=x.device)
-    with torch.no_grad():
-        adv_pred = model(best_x[idx]).argmax(1).cpu().numpy()
+    adv_pred = predict(model, best_x[idx], torch.as_tensor(labels[chosen], device=x.device), votes).cpu().numpy()
     items = []
     for j, i in enumerate(chosen):
         e_grid = next(e for e in eps if broken_at(best[i : i + 1], e, tol)[0])

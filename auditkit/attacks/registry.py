@@ -9,7 +9,9 @@ the budget ("quick" cheap, "standard", "thorough" with restarts and more steps; 
 Foolbox 3.3.4 supplies FGSM/FGM, PGD, DeepFool, Carlini-Wagner, FMN, HopSkipJump and Boundary;
 APGD and Square are auditkit's own (``auditkit.attacks.apgd``, ``auditkit.attacks.square``).
 Foolbox's own success flags are not trusted: every returned point is clamped to the bounds and
-re-checked on the model (misclassified, and for fixed-eps attacks within ``eps``).
+re-checked on the model (misclassified, and for fixed-eps attacks within ``eps``). For a
+randomised model (``run(..., eot=EOT(...))``) that check is a majority vote over several
+forwards, and the EOT-capable attacks (APGD, APGD-T) average their gradients over many passes.
 
 Not registered, on purpose: foolbox's PointwiseAttack (raises when given ``epsilons``) and
 Brendel-Bethge (needs numba).
@@ -28,6 +30,7 @@ from torch import Tensor, nn
 
 from auditkit.errors import BadInputError
 from auditkit.attacks.common import (
+    EOT,
     AttackOutput,
     check_bounds,
     check_norm,
@@ -73,6 +76,8 @@ class AttackSpec:
         source: ``"foolbox"`` or ``"auditkit"`` (native).
         summary: one line for tables and ``auditkit attacks``.
         budgets: settings passed to the runner per budget (steps, restarts, queries, ...).
+        eot_capable: the runner takes ``eot_iter`` (Expectation over Transformation): under
+            an :class:`EOT` protocol it averages ``eot_iter`` passes per gradient step.
     """
 
     name: str
@@ -83,12 +88,20 @@ class AttackSpec:
     summary: str
     budgets: dict[str, dict[str, Any]]
     runner: Runner = field(repr=False)
+    eot_capable: bool = False
 
-    def settings(self, budget: str) -> dict[str, Any]:
-        """The runner settings for ``budget``; ValueError for an unknown budget."""
+    def settings(self, budget: str, eot: EOT | None = None) -> dict[str, Any]:
+        """The runner settings for ``budget``; ValueError for an unknown budget.
+
+        Under ``eot`` an EOT-capable attack gets ``eot_iter = eot.samples`` and a single
+        restart, as in AutoAttack's "rand" version (averaging over many passes replaces the
+        restarts; each restart would cost ``eot.samples`` times more)."""
         if budget not in self.budgets:
             raise ValueError(f"unknown budget {budget!r}: use one of {', '.join(BUDGET_NAMES)}")
-        return dict(self.budgets[budget])
+        settings = dict(self.budgets[budget])
+        if eot is not None and self.eot_capable:
+            settings.update(eot_iter=eot.samples, n_restarts=1)
+        return settings
 
     def run(
         self,
@@ -101,6 +114,7 @@ class AttackSpec:
         *,
         budget: str = "standard",
         batch_size: int = 256,
+        eot: EOT | None = None,
     ) -> list[AttackOutput]:
         """Attack ``model`` on ``x`` (``[N, ...]`` inside ``bounds``) with labels ``y`` (``[N]``).
 
@@ -116,9 +130,17 @@ class AttackSpec:
         ``x_adv = x``. ``success`` is recomputed on the model for every returned point, never
         taken from foolbox. The model runs in eval mode and gets its modes back afterwards.
         ``queries`` (score-based attacks) counts forward passes per sample, summed over eps.
+
+        ``eot`` (randomised models): every success decision, on the clean inputs and on the
+        returned points, is the majority vote of ``eot.votes`` forwards, and EOT-capable
+        attacks average ``eot.samples`` passes per gradient (:meth:`settings`). Attacks that
+        are not EOT-capable still run (one pass per step); only their decisions are voted.
         """
         x, y, lo, hi = _check_run_inputs(x, y, bounds, batch_size)
-        settings = self.settings(budget)
+        if eot is not None and not isinstance(eot, EOT):
+            raise ValueError(f"eot must be an auditkit.attacks.common.EOT or None, got {type(eot).__name__}")
+        settings = self.settings(budget, eot)
+        votes = eot.votes if eot is not None else 1
         if self.kind == "fixed-eps":
             if eps_list is None or len(eps_list) == 0:
                 raise ValueError(f"{self.name} is a fixed-eps attack: pass a non-empty eps_list")
@@ -128,22 +150,22 @@ class AttackSpec:
         tol = norm_tolerance((lo, hi))
         with eval_mode(model), frozen_parameters(model):
             if self.kind == "min-norm":
-                return [self._run_min_norm(model, x, y, (lo, hi), seed, settings, batch_size)]
-            return self._run_fixed(model, x, y, eps_values, (lo, hi), seed, settings, batch_size, tol)
+                return [self._run_min_norm(model, x, y, (lo, hi), seed, settings, batch_size, votes)]
+            return self._run_fixed(model, x, y, eps_values, (lo, hi), seed, settings, batch_size, tol, votes)
 
     def _run_min_norm(
         self, model: nn.Module, x: Tensor, y: Tensor, bounds: tuple[float, float], seed: int,
-        settings: dict[str, Any], batch_size: int,
+        settings: dict[str, Any], batch_size: int, votes: int = 1,
     ) -> AttackOutput:
         x_adv = x.clone()
-        success = is_adversarial_batched(model, x, y, batch_size)
+        success = is_adversarial_batched(model, x, y, batch_size, votes)
         queries = torch.zeros(len(x), dtype=torch.int64, device=x.device)
         todo = (~success).nonzero().squeeze(1)
         for start in range(0, len(todo), batch_size):
             rows = todo[start : start + batch_size]
             pts, q = self.runner(model, x[rows], y[rows], None, bounds, seed + start, **settings)
             pts = pts.detach().to(x.dtype).clamp(*bounds)
-            ok = is_adversarial(model, pts, y[rows])
+            ok = is_adversarial(model, pts, y[rows], votes)
             x_adv[rows[ok]] = pts[ok]
             success[rows] = ok
             if q is not None:
@@ -152,11 +174,11 @@ class AttackSpec:
 
     def _run_fixed(
         self, model: nn.Module, x: Tensor, y: Tensor, eps_values: list[float], bounds: tuple[float, float],
-        seed: int, settings: dict[str, Any], batch_size: int, tol: float,
+        seed: int, settings: dict[str, Any], batch_size: int, tol: float, votes: int = 1,
     ) -> list[AttackOutput]:
         order = sorted(range(len(eps_values)), key=lambda k: eps_values[k])
         x_adv = x.clone()
-        success = is_adversarial_batched(model, x, y, batch_size)
+        success = is_adversarial_batched(model, x, y, batch_size, votes)
         queries = torch.zeros(len(x), dtype=torch.int64, device=x.device)
         outputs: dict[int, AttackOutput] = {}
         for k in order:
@@ -167,7 +189,7 @@ class AttackSpec:
                 pts, q = self.runner(model, x[rows], y[rows], eps, bounds, seed + start, **settings)
                 pts = pts.detach().to(x.dtype).clamp(*bounds)
                 inside = norm_of(pts - x[rows], self.norm) <= eps + tol
-                ok = is_adversarial(model, pts, y[rows]) & inside
+                ok = is_adversarial(model, pts, y[rows], votes) & inside
                 x_adv[rows[ok]] = pts[ok]
                 success[rows[ok]] = True
                 if q is not None:
@@ -241,12 +263,13 @@ def _check_run_inputs(
     return x.detach(), y.to(x.device), lo, hi
 
 
-def is_adversarial_batched(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
-    """``model(x).argmax(1) != y`` as bool ``[N]``, computed in batches without grad."""
+def is_adversarial_batched(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, votes: int = 1) -> Tensor:
+    """``model(x).argmax(1) != y`` as bool ``[N]``, computed in batches without grad (the
+    majority vote of ``votes`` forwards for a randomised model, see ``is_adversarial``)."""
     out = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for start in range(0, len(x), batch_size):
         rows = slice(start, start + batch_size)
-        out[rows] = is_adversarial(model, x[rows], y[rows])
+        out[rows] = is_adversarial(model, x[rows], y[rows], votes)
     return out
 
 
@@ -493,13 +516,15 @@ def _register_builtins() -> None:
     for norm in ("linf", "l2"):
         register_attack(AttackSpec(
             f"apgd-ce-{norm}", "fixed-eps", norm, "gradient", "auditkit",
-            "APGD, cross-entropy loss, step-size free (Croce & Hein 2020)", apgd, _native("apgd", norm, loss="ce")))
+            "APGD, cross-entropy loss, step-size free (Croce & Hein 2020)", apgd, _native("apgd", norm, loss="ce"),
+            eot_capable=True))
         register_attack(AttackSpec(
             f"apgd-dlr-{norm}", "fixed-eps", norm, "gradient", "auditkit",
-            "APGD, DLR margin loss (Croce & Hein 2020)", apgd, _native("apgd", norm, loss="dlr")))
+            "APGD, DLR margin loss (Croce & Hein 2020)", apgd, _native("apgd", norm, loss="dlr"), eot_capable=True))
         register_attack(AttackSpec(
             f"apgd-t-{norm}", "fixed-eps", norm, "gradient", "auditkit",
-            "APGD-T: targeted DLR towards the top other classes (Croce & Hein 2020)", apgd_t, _native("apgd-t", norm)))
+            "APGD-T: targeted DLR towards the top other classes (Croce & Hein 2020)", apgd_t, _native("apgd-t", norm),
+            eot_capable=True))
         register_attack(AttackSpec(
             f"square-{norm}", "fixed-eps", norm, "score-based", "auditkit",
             "Square Attack: score-based random search (Andriushchenko et al. 2020)", square, _native("square", norm)))
