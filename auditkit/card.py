@@ -220,6 +220,109 @@ class AuditCard(BaseModel):
                                    sources={k: "flag" for k, v in overrides.items() if v is not None})
 
 
+# --------------------------------------------------------------------------- flags
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise CardError(f"{what}: {text!r} is not a comma-separated list of numbers") from None
+    if not values:
+        raise CardError(f"{what}: no numbers given")
+    return values
+
+
+def parse_bounds(text: str) -> tuple[float, float]:
+    """``"LO,HI"`` → ``(lo, hi)``; :class:`CardError` naming ``--bounds`` otherwise."""
+    values = _floats(text, "--bounds")
+    if len(values) != 2:
+        raise CardError(f"--bounds {text!r}: give two numbers LO,HI, e.g. --bounds 0,1")
+    return values[0], values[1]
+
+
+def parse_eps(items: list[str]) -> dict[str, list[float]]:
+    """``["linf=0.01,0.03", "l2=0.5"]`` (or one item ``"linf=0.01,0.03 l2=0.5"``) → epsilons."""
+    out: dict[str, list[float]] = {}
+    for item in " ".join(items).split():
+        norm, eq, values = item.partition("=")
+        norm = norm.strip().lower()
+        if not eq or not norm:
+            raise CardError(f"--eps {item!r}: write NORM=EPS[,EPS...], e.g. --eps linf=0.01,0.03 l2=0.5")
+        if norm in out:
+            raise CardError(f"--eps: {norm} is given twice; list its epsilons once, comma-separated")
+        out[norm] = _floats(values, f"--eps {norm}")
+    if not out:
+        raise CardError("--eps: no epsilons given, e.g. --eps linf=0.01,0.03 l2=0.5")
+    return out
+
+
+def parse_preprocessing(text: str) -> dict[str, Any]:
+    """``"mean=0.5,0.5,0.5;std=0.25,0.25,0.25[;applied=outside]"`` → a preprocessing dict."""
+    out: dict[str, Any] = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        key, eq, value = part.partition("=")
+        key = key.strip().lower()
+        if not eq or key not in ("mean", "std", "applied"):
+            raise CardError(f"--preprocessing {text!r}: write 'mean=M1,M2,..;std=S1,S2,..[;applied=inside|outside]'")
+        out[key] = value.strip() if key == "applied" else _floats(value, f"--preprocessing {key}")
+    if "mean" not in out or "std" not in out:
+        raise CardError(f"--preprocessing {text!r}: give both mean=... and std=...")
+    return out
+
+
+def flag_overrides(
+    task: str | None = None,
+    bounds: str | None = None,
+    eps: list[str] | None = None,
+    class_names: str | None = None,
+    positive_class: str | None = None,
+    preprocessing: str | None = None,
+) -> dict[str, Any]:
+    """Card fields set by ``auditkit scan`` flags (strings as typed) → ``{field: value}``."""
+    out: dict[str, Any] = {}
+    if task is not None:
+        if task not in TASKS:
+            raise CardError(f"--task {task!r} is not one of {', '.join(TASKS)}")
+        out["task"] = task
+    if bounds is not None:
+        out["bounds"] = parse_bounds(bounds)
+    if eps:
+        out["epsilons"] = parse_eps(eps)
+    if class_names is not None:
+        names = [n.strip() for n in class_names.split(",")]
+        if any(not n for n in names):
+            raise CardError(f"--class-names {class_names!r}: empty name; write them comma-separated, e.g. cat,dog")
+        out["class_names"] = names
+    if positive_class is not None:
+        out["positive_class"] = positive_class
+    if preprocessing is not None:
+        out["preprocessing"] = parse_preprocessing(preprocessing)
+    check_overrides(out)
+    return out
+
+
+def check_overrides(overrides: dict[str, Any]) -> None:
+    """Refuse bad flag values before anything heavy loads: each field on its own (types, finite
+    numbers) and the epsilons against the bounds when both are given. :class:`CardError`, one line."""
+    problems: list[tuple[str, str]] = []
+    for name, value in overrides.items():
+        try:
+            _field_type(name).validate_python(value)
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = ".".join([name, *(str(p) for p in err["loc"])])
+                problems.append((where, err["msg"].removeprefix("Value error, ")))
+    if not problems and "epsilons" in overrides:
+        bounds = overrides.get("bounds")
+        width = bounds[1] - bounds[0] if bounds and bounds[1] > bounds[0] else None
+        problems += _epsilon_problems(overrides["epsilons"], width, None, None, None)
+    if problems:
+        raise CardError(format_problems(problems, "flags", {n: "flag" for n in overrides}))
+
+
 # --------------------------------------------------------------------------- validation
 
 

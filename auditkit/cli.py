@@ -175,11 +175,13 @@ def scan(
 
     # Everything that can be refused is refused before the scan spends minutes.
     check_out_dir(out_dir, [RESULTS_FILE, "card.json", *(REPORT_FILES.values() if report else ())])
-    from auditkit.inference import flag_overrides
-    from auditkit.scanning import scan as run_scan
+    from auditkit.card import AuditCard, flag_overrides
 
     overrides = flag_overrides(task=task, bounds=bounds, eps=eps, class_names=class_names,
                                positive_class=positive_class, preprocessing=preprocessing)
+    if card is not None:  # a bad card (with the flags applied) is refused before torch even loads
+        AuditCard.read(card).updated(**overrides)
+    from auditkit.scanning import scan as run_scan
 
     decision = None
     if run_gate:

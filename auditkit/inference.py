@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from auditkit.card import TASKS, AuditCard, FeatureSpec, Preprocessing, TextSpec
+from auditkit.card import AuditCard, FeatureSpec, Preprocessing, TextSpec
 from auditkit.data.base import AuditData
 from auditkit.errors import CardError, DataError, ScanInputError, one_line
 from auditkit.loading import AuditModel
@@ -70,89 +70,6 @@ class CardResolution:
         return any(s == "inferred" for s in self.sources.values())
 
 
-# --------------------------------------------------------------------------- flags
-
-
-def _floats(text: str, what: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise CardError(f"{what}: {text!r} is not a comma-separated list of numbers") from None
-    if not values:
-        raise CardError(f"{what}: no numbers given")
-    return values
-
-
-def parse_bounds(text: str) -> tuple[float, float]:
-    """``"LO,HI"`` → ``(lo, hi)``; :class:`CardError` naming ``--bounds`` otherwise."""
-    values = _floats(text, "--bounds")
-    if len(values) != 2:
-        raise CardError(f"--bounds {text!r}: give two numbers LO,HI, e.g. --bounds 0,1")
-    return values[0], values[1]
-
-
-def parse_eps(items: list[str]) -> dict[str, list[float]]:
-    """``["linf=0.01,0.03", "l2=0.5"]`` (or one item ``"linf=0.01,0.03 l2=0.5"``) → epsilons."""
-    out: dict[str, list[float]] = {}
-    for item in " ".join(items).split():
-        norm, eq, values = item.partition("=")
-        norm = norm.strip().lower()
-        if not eq or not norm:
-            raise CardError(f"--eps {item!r}: write NORM=EPS[,EPS...], e.g. --eps linf=0.01,0.03 l2=0.5")
-        if norm in out:
-            raise CardError(f"--eps: {norm} is given twice; list its epsilons once, comma-separated")
-        out[norm] = _floats(values, f"--eps {norm}")
-    if not out:
-        raise CardError("--eps: no epsilons given, e.g. --eps linf=0.01,0.03 l2=0.5")
-    return out
-
-
-def parse_preprocessing(text: str) -> dict[str, Any]:
-    """``"mean=0.5,0.5,0.5;std=0.25,0.25,0.25[;applied=outside]"`` → a preprocessing dict."""
-    out: dict[str, Any] = {}
-    for part in text.split(";"):
-        if not part.strip():
-            continue
-        key, eq, value = part.partition("=")
-        key = key.strip().lower()
-        if not eq or key not in ("mean", "std", "applied"):
-            raise CardError(f"--preprocessing {text!r}: write 'mean=M1,M2,..;std=S1,S2,..[;applied=inside|outside]'")
-        out[key] = value.strip() if key == "applied" else _floats(value, f"--preprocessing {key}")
-    if "mean" not in out or "std" not in out:
-        raise CardError(f"--preprocessing {text!r}: give both mean=... and std=...")
-    return out
-
-
-def flag_overrides(
-    task: str | None = None,
-    bounds: str | None = None,
-    eps: list[str] | None = None,
-    class_names: str | None = None,
-    positive_class: str | None = None,
-    preprocessing: str | None = None,
-) -> dict[str, Any]:
-    """Card fields set by ``auditkit scan`` flags (strings as typed) → ``{field: value}``."""
-    out: dict[str, Any] = {}
-    if task is not None:
-        if task not in TASKS:
-            raise CardError(f"--task {task!r} is not one of {', '.join(TASKS)}")
-        out["task"] = task
-    if bounds is not None:
-        out["bounds"] = parse_bounds(bounds)
-    if eps:
-        out["epsilons"] = parse_eps(eps)
-    if class_names is not None:
-        names = [n.strip() for n in class_names.split(",")]
-        if any(not n for n in names):
-            raise CardError(f"--class-names {class_names!r}: empty name; write them comma-separated, e.g. cat,dog")
-        out["class_names"] = names
-    if positive_class is not None:
-        out["positive_class"] = positive_class
-    if preprocessing is not None:
-        out["preprocessing"] = parse_preprocessing(preprocessing)
-    return out
-
-
 # --------------------------------------------------------------------------- outputs
 
 
@@ -172,6 +89,8 @@ class OutputAdapter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.inner(x)
+        if self.output == "logits":
+            return out
         if self.output == "probabilities":
             return torch.log(out.clamp_min(1e-12))
         z = out.reshape(len(out), -1)[:, :1]
@@ -335,6 +254,19 @@ def _as_text(module: nn.Module, data: AuditData, device: torch.device | None) ->
     return as_text_data(data, text), note
 
 
+def _truncate_vocab(data: AuditData, rows: int) -> AuditData:
+    """Text data over the first ``rows`` tokens of its vocabulary; later ids become <unk>."""
+    import copy
+
+    assert data.text is not None
+    text = TextSpec(vocab=data.text.vocab[:rows], pad_token=data.text.pad_token, unk_token=data.text.unk_token)
+    out = copy.copy(data)
+    out.x_train = np.where(data.x_train >= rows, text.unk_id, data.x_train)
+    out.x_test = np.where(data.x_test >= rows, text.unk_id, data.x_test)
+    out.text = text
+    return out
+
+
 def _class_names(data: AuditData, width: int, names_given: list[str] | None) -> tuple[list[str], str]:
     m = data.num_classes
     strings = data.meta.get("labels") == "strings"
@@ -455,6 +387,15 @@ def infer_card(
         if task == "text-classification" and data.text is not None:
             rows = embedding_rows(module)
             v = len(data.text.vocab)
+            if rows is not None and rows < v and str(data.meta.get("vocab", "")).startswith("built"):
+                # A vocabulary built from the data, larger than the model's: keep its most
+                # frequent words (it is sorted by frequency) and map the rest to <unk>.
+                data = _truncate_vocab(data, rows)
+                notes["text"] = (f"vocabulary built from the training split, cut to the model's {rows} embedding "
+                                 f"rows (its {rows - 2} most frequent words; the other {v - rows} map to <unk>); it "
+                                 "fits only a model trained with that same vocabulary: pass the model's own with "
+                                 "vocab=FILE in the text-csv spec")
+                v = rows
             if rows is not None and rows != v:
                 if int(max(data.x_train.max(), data.x_test.max())) >= rows:
                     raise ScanInputError(
@@ -488,8 +429,12 @@ def infer_card(
         if data.text is None:
             raise ScanInputError("text data without a vocabulary; read it with text-csv:PATH?text=COL&label=COL")
         values["text"] = data.text.model_copy(deep=True)
+        built = str(data.meta.get("vocab", "")).startswith("built")
         notes.setdefault("text", f"vocabulary of {len(data.text.vocab)} tokens, "
-                                 f"{data.meta.get('vocab', 'from the data')}")
+                                 f"{data.meta.get('vocab', 'from the data')}"
+                         + ("; it fits only a model trained with this same vocabulary (<pad> 0, <unk> 1, words by "
+                            "falling frequency): pass the model's own with vocab=FILE in the text-csv spec"
+                            if built else ""))
     if task in ("image-classification", "gan") and "bounds" not in over:
         values["bounds"], notes["bounds"] = infer_bounds(np.concatenate([data.x_train.ravel(), data.x_test.ravel()]))
     bounds = over.get("bounds", values.get("bounds"))
