@@ -138,7 +138,7 @@ class AuditCard(BaseModel):
         "float32", description="float32 (images, tables) or int64 (token ids).")
     bounds: tuple[float, float] | None = Field(
         None, description="Valid input range [low, high] of every value; attacks stay inside it. "
-                          "Images: e.g. [0, 1] or [0, 255]. None for token ids and tables (features carry ranges).")
+                          "Images: e.g. [0, 1] or [0, 255]. null for token ids and tables (features carry ranges).")
     preprocessing: Preprocessing | None = Field(
         None, description="Normalisation, for the report: mean/std and whether the model applies it itself.")
     class_names: list[str] = Field(
