@@ -47,25 +47,30 @@ def tokenize(text: str) -> list[str]:
 def stratified_split(
     y: np.ndarray, test_fraction: float, seed: int, what: str, class_names: list[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded stratified split of class indices ``y`` ``[N]``: returns (train, test) indices."""
+    """Seeded split of class indices ``y`` ``[N]``: returns (train, test) indices.
+
+    Stratified by class when it can be (every class has 2 samples or more and the test split
+    can hold one of each); otherwise a plain seeded shuffle split, so that a rare class in a
+    user's test set does not stop an audit.
+    """
     from sklearn.model_selection import train_test_split
 
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"{what}: test_fraction={test_fraction} must be between 0 and 1")
-    classes, counts = np.unique(y, return_counts=True)
-    if counts.min() < 2:
-        rare = int(classes[counts.argmin()])
-        raise DataError(
-            f"{what}: class {class_names[rare] if class_names else rare!r} has only 1 sample; a "
-            f"stratified split needs at least 2 per class (add rows or drop that class)"
-        )
+    if len(y) < 2:
+        raise DataError(f"{what}: {len(y)} row(s) cannot be split into train and test; give more rows")
+    index = np.arange(len(y))
+    _, counts = np.unique(y, return_counts=True)
+    if counts.min() >= 2:
+        try:
+            return train_test_split(index, test_size=test_fraction, random_state=seed, stratify=y)
+        except ValueError:  # the test split is smaller than the number of classes
+            pass
     try:
-        return train_test_split(
-            np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=y
-        )
-    except ValueError as exc:  # e.g. the test split is smaller than the number of classes
+        return train_test_split(index, test_size=test_fraction, random_state=seed)
+    except ValueError as exc:
         raise DataError(f"{what}: cannot split {len(y)} rows with test_fraction={test_fraction}: "
-                        f"{exc} (use more rows or a larger test_fraction)") from None
+                        f"{exc} (use more rows or another test_fraction)") from None
 
 
 def encode_labels(
