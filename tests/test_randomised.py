@@ -171,6 +171,23 @@ def test_eot_is_no_weaker_than_single_pass_attacks_on_the_same_samples(noisy, di
     assert single.per_attack["apgd-ce-linf"]["forward_passes"] < with_eot.per_attack["apgd-ce-linf"]["forward_passes"]
 
 
+def test_eot_runs_are_reproducible_with_the_seed(noisy, digits) -> None:
+    _, x, y = digits
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(3)  # the model's noise draws from torch's global generator
+        res = run_ensemble(noisy, x[:6], y[:6], "l2", [0.0, 0.5], budget="quick", eot=EOT(samples=4, votes=5))
+        doc = to_jsonable(res.to_dict())
+        for a in doc["per_attack"].values():
+            a.pop("seconds")
+        runs.append(doc)
+    assert runs[0] == runs[1]
+    with pytest.raises(ValueError, match="EOT"):
+        run_ensemble(noisy, x[:6], y[:6], "l2", [0.0, 0.5], eot=20)
+    with pytest.raises(ValueError, match="EOT votes"):
+        EOT(samples=20, votes=0)
+
+
 # ----------------------------------------------------------------------------- attacks that raise
 
 

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from auditkit.attacks.common import EOT
+from auditkit.attacks.ensemble import EnsembleResult
 from auditkit.checks import Check, ScanContext, register_check
 from auditkit.results import Finding
 
@@ -127,7 +129,7 @@ class Robustness(Check):
                 section=self.name))
         return out, findings
 
-    def _randomised_finding(self, determinism: dict[str, Any], eot: Any) -> Finding:
+    def _randomised_finding(self, determinism: dict[str, Any], eot: EOT) -> Finding:
         diff = determinism["max_abs_logit_diff"]
         return Finding(
             severity="medium",
@@ -145,7 +147,7 @@ class Robustness(Check):
                    "randomness is not meant as a defence, remove it at inference (model.eval(), no test-time "
                    "noise); if it is, also evaluate it with a certified method such as randomized smoothing.")
 
-    def _attack_error_findings(self, ctx: ScanContext, norm: str, result: Any) -> list[Finding]:
+    def _attack_error_findings(self, ctx: ScanContext, norm: str, result: EnsembleResult) -> list[Finding]:
         """Each attack that raised: a finding, and the section marked incomplete where the
         curve lacks it (a missing attack can only raise robust accuracy)."""
         findings = []
