@@ -269,3 +269,14 @@ def test_schema_is_generated_from_the_model_and_allows_comments() -> None:
     jsonschema.validate({**IMAGE, "_note": "a comment"}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**IMAGE, "typo": 1}, schema)
+
+
+def test_a_module_with_generator_and_discriminator_is_a_gan() -> None:
+    from auditkit.data import load_data
+    from auditkit.zoo import get_model
+
+    gan, _ = get_model("gan-digits")
+    resolution, _ = infer_card(gan, load_data("digits"))
+    card = resolution.card
+    assert card.task == "gan" and card.latent_dim == 32 and card.bounds == (0.0, 1.0)
+    assert "generator and a discriminator" in resolution.notes["task"]
