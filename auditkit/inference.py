@@ -28,6 +28,7 @@ Rules (each is said in the card's notes when it is applied):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -214,8 +215,10 @@ def default_epsilons(task: str, bounds: tuple[float, float] | None, input_shape:
     if task == "text-classification":
         ks = [float(k) for k in SUBSTITUTIONS if k <= input_shape[0]]
         return {"substitutions": [0.0, *ks]}, f"{', '.join(str(int(k)) for k in ks)} word substitutions"
-    if task not in ("image-classification", "gan") or bounds is None:
+    if task == "tabular-classification":
         return {}, "tables are attacked within the feature schema's ranges; no epsilons needed"
+    if bounds is None:
+        return {}, "no bounds, so no budgets in input units: pass --bounds LO,HI (or --eps)"
     width = bounds[1] - bounds[0]
     d = math.prod(input_shape)
     linf = [0.0, *(_round(width * s / 255) for s in LINF_STEPS)]
@@ -225,7 +228,7 @@ def default_epsilons(task: str, bounds: tuple[float, float] | None, input_shape:
         "(the usual L2/Linf ratio of image benchmarks)")
 
 
-def _text_spec_for_ids(x: np.ndarray, vocab_size: int) -> tuple[TextSpec, str]:
+def _text_spec_for_ids(vocab_size: int) -> tuple[TextSpec, str]:
     """A placeholder vocabulary for token ids with no vocabulary: ``<pad>`` = 0, ``<unk>`` = 1."""
     vocab = ["<pad>", "<unk>", *(f"tok{i}" for i in range(2, vocab_size))]
     return TextSpec(vocab=vocab), (f"token ids without a vocabulary: {vocab_size} ids, id 0 assumed <pad> and "
@@ -250,14 +253,12 @@ def _as_text(module: nn.Module, data: AuditData, device: torch.device | None) ->
     if top >= size:
         raise ScanInputError(f"token ids reach {top} but the model embeds only {size} tokens; encode the text "
                              "with the model's vocabulary")
-    text, note = _text_spec_for_ids(data.x_test, size)
+    text, note = _text_spec_for_ids(size)
     return as_text_data(data, text), note
 
 
 def _truncate_vocab(data: AuditData, rows: int) -> AuditData:
     """Text data over the first ``rows`` tokens of its vocabulary; later ids become <unk>."""
-    import copy
-
     assert data.text is not None
     text = TextSpec(vocab=data.text.vocab[:rows], pad_token=data.text.pad_token, unk_token=data.text.unk_token)
     out = copy.copy(data)
@@ -303,7 +304,6 @@ def _positive(data: AuditData, names: list[str]) -> tuple[str | None, str]:
 def _relabel(data: AuditData, names: list[str]) -> AuditData:
     """``data`` with its classes named ``names`` (the --class-names flag): string labels are
     matched by name, integer labels renamed in order."""
-    import copy
 
     if data.meta.get("labels") == "strings":
         unknown = [n for n in data.class_names if n not in names]
@@ -447,6 +447,7 @@ def infer_card(
                for f in AuditCard.model_fields}
     card = AuditCard.from_dict({k: _plain(v) for k, v in values.items() if v is not None},
                                source="the inferred card", sources=sources)
+    data = copy.copy(data)  # the caller's AuditData keeps its own fields
     data.positive_class = card.positive_class
     data.class_names = list(card.class_names) or data.class_names
     return CardResolution(card=card, sources=sources, notes={k: v for k, v in notes.items()
