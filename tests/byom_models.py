@@ -76,8 +76,8 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, steps: int = 60, lr: flo
         binary_logit: bool = False) -> nn.Module:
     """Full-batch Adam on ``(x, y)``; returns the model in eval mode."""
     torch.manual_seed(0)
-    xt = torch.as_tensor(x)
-    yt = torch.as_tensor(y)
+    xt = torch.tensor(np.asarray(x))  # a copy: arrays loaded from npz are read-only
+    yt = torch.tensor(np.asarray(y))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in range(steps):
