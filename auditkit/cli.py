@@ -286,21 +286,31 @@ def dashboard_cmd(
 
 
 def _print_summary(result, path: Path) -> None:  # type: ignore[no-untyped-def]
-    verdict = result.verdict
+    """The verdict, the checks, the headline figures, the masking statement and the findings,
+    as :func:`auditkit.summary.summarize` decided them (the same as every report)."""
+    from auditkit.summary import summarize
+
+    s = summarize(result)
+    verdict = s.verdict
     colour = {"pass": "green", "attention": "yellow", "fail": "red", "incomplete": "magenta"}[verdict.status]
     out.print(f"[bold {colour}]verdict: {verdict.status.upper()}[/]", soft_wrap=True)
     for reason in verdict.reasons:
         out.print(f"  - {escape(one_line(reason))}", soft_wrap=True)
-    title = one_line(result.provenance.card.get("name") or result.provenance.model_path)
-    table = Table(title=escape(f"audit of {title}"))
+    table = Table(title=escape(f"audit of {one_line(s.model)}"))
     table.add_column("check")
     table.add_column("status")
     table.add_column("seconds", justify="right")
     for name, section in result.sections.items():
         status = section.status if section.status == "ok" else f"{section.status}: {section.reason}"
+        if section.incomplete:
+            status = "incomplete: " + "; ".join(section.incomplete)
         table.add_row(escape(one_line(name)), escape(one_line(status)), f"{section.seconds:.1f}")
     out.print(table)
-    for f in result.findings:
+    for h in s.headlines():
+        out.print(f"  {escape(one_line(h.label))}: [bold]{escape(h.text)}[/]", soft_wrap=True)
+    if s.masking is not None:
+        out.print(f"  {escape(s.masking.statement)}", soft_wrap=True)
+    for f in s.findings:
         colour = {"high": "red", "medium": "yellow", "low": "cyan"}[f.severity]
         out.print(f"[{colour}]{f.severity}[/] {escape(one_line(f.title))} — {escape(one_line(f.evidence))}",
                   soft_wrap=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import math
 import os
 import signal
 import subprocess
@@ -33,9 +32,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import streamlit as st
 
-from auditkit.report.charts import NORM_LABEL, finite_float
+from auditkit.report.charts import finite_float
 from auditkit.errors import DashboardError  # noqa: F401  (re-exported)
-from auditkit.results import AuditResult, ResultsError
+from auditkit.results import SEVERITIES, AuditResult, ResultsError
+from auditkit.sections import CurvePoint, Estimate, PayloadError, RobustnessData, middle_positive
+from auditkit.summary import Headline, MaskingSummary, format_interval, format_value, summarize
 
 if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
     import torch
@@ -49,7 +50,6 @@ ENV_REPORTS = "AUDITKIT_DASHBOARD_REPORTS"
 APP_PATH = Path(__file__).with_name("dashboard_app.py")
 DEFAULT_PORT = 8501
 LIVE_MAX_SAMPLES = 8
-SEVERITIES = ("high", "medium", "low")
 # Extensions the upload accepts: the safe formats of DESIGN.md §4 (load_model still checks the
 # content; a pickled module saved as .pt is refused there).
 UPLOAD_TYPES = ["pt", "pth", "pt2", "ts", "safetensors"]
@@ -318,104 +318,23 @@ def how_to_create_reports(reports_dir: Path) -> str:
 # ----------------------------------------------------------------------------- headline metrics
 
 
-@dataclass
-class Metric:
-    """A headline figure with its 95% interval and sample count (None where the result has none).
-
-    ``kind``: ``"rate"`` (a proportion shown as a percentage), ``"score"`` (AUC, ECE),
-    ``"distance"`` (FID) or ``"count"``. ``higher_is_better`` says which way is good.
-    """
-
-    key: str
-    label: str
-    value: float | None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    n: int | None = None
-    kind: str = "score"
-    higher_is_better: bool = True
-
-    def fmt(self, v: float | None) -> str:
-        if v is None or (isinstance(v, float) and not math.isfinite(v)):
-            return "—"
-        if self.kind == "rate":
-            return f"{100 * v:.1f}%"
-        if self.kind == "distance":
-            return f"{v:.2f}"
-        if self.kind == "count":
-            return f"{v:.0f}"
-        return f"{v:.3f}"
-
-    @property
-    def value_text(self) -> str:
-        return self.fmt(self.value)
-
-    @property
-    def ci_text(self) -> str:
-        if self.ci_low is None or self.ci_high is None:
-            return ""
-        return f"95% CI [{self.fmt(self.ci_low)}, {self.fmt(self.ci_high)}]"
-
-    @property
-    def text(self) -> str:
-        """``value [lo, hi] (n=N)`` for tables."""
-        parts = [self.value_text]
-        if self.ci_low is not None and self.ci_high is not None:
-            parts.append(f"[{self.fmt(self.ci_low)}, {self.fmt(self.ci_high)}]")
-        if self.n is not None:
-            parts.append(f"n={self.n}")
-        return " ".join(parts)
-
-
-def _metric_from(key: str, label: str, d: Any, kind: str = "score", higher: bool = True) -> Metric | None:
-    """A Metric from ``{"value", "ci_low", "ci_high", "n"}`` (or a bare number)."""
-    if isinstance(d, dict):
-        if finite_float(d.get("value")) is None:
-            return None
-        n = d.get("n")
-        return Metric(key, label, finite_float(d.get("value")), finite_float(d.get("ci_low")), finite_float(d.get("ci_high")),
-                      int(n) if isinstance(n, (int, float)) else None, kind, higher)
-    if finite_float(d) is None:
-        return None
-    return Metric(key, label, finite_float(d), kind=kind, higher_is_better=higher)
+# The one headline type: figures, labels, units and intervals are decided by auditkit.summary,
+# as in every report; the dashboard lays them out.
+Metric = Headline
 
 
 def middle(values: Iterable[float]) -> float:
-    """The middle positive value of an eps / budget grid (the headline point), 0 if none."""
-    positive = sorted(v for v in (finite_float(x) for x in values) if v is not None and v > 0)
-    return positive[len(positive) // 2] if positive else 0.0
+    """The middle positive value of an eps / budget grid, 0 if none: the rule that picks a norm
+    ball's headline ε (:func:`auditkit.sections.middle_positive`), used for the explorer's
+    default ε."""
+    return middle_positive(v for v in (finite_float(x) for x in values) if v is not None) or 0.0
 
 
-Y_KEYS = ("robust_accuracy", "evasion_rate", "evasion", "value")
-
-
-def curve_points(curve: list[dict[str, Any]] | None, y_keys: tuple[str, ...] = Y_KEYS) -> list[dict[str, Any]]:
-    """Normalise a robustness curve to ``[{"x", "y", "lo", "hi", "n"}]``.
-
-    Accepts the image ensemble's points (``eps``, ``robust_accuracy``, ``ci_low``...), text
-    (``k``), tabular (``budget`` with ``evasion`` or ``evasion_rate``), the figure flat or as
-    ``{"value", "ci_low", "ci_high", "n"}``; ``y_keys`` names the figure (first one present).
-    Points without a number are dropped.
-    """
-    out = []
-    for p in curve or []:
-        if not isinstance(p, dict):
-            continue
-        x = next((finite_float(p[k]) for k in ("eps", "k", "budget") if k in p), None)
-        y_raw: Any = next((p[k] for k in y_keys if k in p), None)
-        lo, hi, n = p.get("ci_low"), p.get("ci_high"), p.get("n")
-        if isinstance(y_raw, dict):
-            lo, hi, n = y_raw.get("ci_low", lo), y_raw.get("ci_high", hi), y_raw.get("n", n)
-            y_raw = y_raw.get("value")
-        y = finite_float(y_raw)
-        if x is None or y is None:
-            continue
-        out.append({"x": x, "y": y, "lo": finite_float(lo), "hi": finite_float(hi), "n": n})
-    return out
-
-
-def _point_at(points: list[dict[str, Any]], x: float) -> dict[str, Any] | None:
-    return min(points, key=lambda p: abs(p["x"] - x)) if points else None
+def chart_points(points: list[CurvePoint]) -> list[dict[str, Any]]:
+    """Typed curve points (:class:`~auditkit.sections.CurvePoint`, whatever the threat model)
+    as the chart builders' ``[{"x", "y", "lo", "hi", "n"}]``, ``y`` the robust figure."""
+    return [{"x": p.x, "y": p.robust.value, "lo": p.robust.ci_low, "hi": p.robust.ci_high, "n": p.robust.n}
+            for p in points if p.robust.value is not None]
 
 
 def threat_models(audit: Audit) -> dict[str, dict[str, Any]]:
@@ -426,105 +345,39 @@ def threat_models(audit: Audit) -> dict[str, dict[str, Any]]:
 
 
 def robustness_series(audit: Audit) -> dict[str, dict[str, Any]]:
-    """Every robustness curve of an audit, keyed by a chart id, as
-    ``{"points", "x_title", "y_title", "title", "source"}`` (normalised by :func:`curve_points`).
+    """Every robustness curve of an audit, keyed by its curve key, as ``{"points", "grid",
+    "x_title", "y_title", "title", "caption", "source", "headline"}``: the typed curves of the
+    robustness payload (:meth:`auditkit.sections.RobustnessData.curves`), so axes, titles and
+    the headline point are the ones every report uses.
 
-    Ids: ``linf`` / ``l2`` (images; the fine curve), ``text`` / ``text-unconstrained`` (word
-    substitutions, label-preserving and not), ``embedding`` (text embedding-space diagnostic),
-    ``tabular`` (evasion under a cost budget), ``disc-real`` / ``disc-fake`` (GAN discriminator).
+    Keys: ``linf`` / ``l2`` (images), ``text`` (and ``text-unconstrained`` beside a
+    label-preserving run), ``embedding`` (text diagnostic), ``tabular`` (caught positives still
+    detected under a cost budget), ``disc-real`` / ``disc-fake`` (GAN discriminator).
     """
+    try:
+        rob = audit.result.payload("robustness")
+    except PayloadError:
+        return {}
+    if not isinstance(rob, RobustnessData):
+        return {}
     out: dict[str, dict[str, Any]] = {}
-    base = "sections.robustness.data"
-    for norm, tm in threat_models(audit).items():
-        key = "fine_curve" if tm.get("fine_curve") else "curve"
-        out[norm] = {"points": curve_points(tm.get(key)), "x_title": f"ε ({NORM_LABEL.get(norm, norm)} radius)",
-                     "y_title": "robust accuracy", "title": f"{NORM_LABEL.get(norm, norm)} robust accuracy",
-                     "source": f"{base}.threat_models.{norm}.{key}", "grid": curve_points(tm.get("curve")),
-                     "caption": "Accuracy under attack: the per-sample worst case over the attacks each audit ran."}
-    rob = audit.data("robustness") or {}
-
-    def add(key: str, d: Any, path: str, x_title: str, y_title: str, title: str, caption: str,
-            y_keys: tuple[str, ...] = Y_KEYS) -> None:
-        pts = curve_points(d.get("curve"), y_keys) if isinstance(d, dict) else []
-        if pts:
-            out[key] = {"points": pts, "x_title": x_title, "y_title": y_title, "title": title,
-                        "source": f"{base}.{path}.curve", "caption": caption}
-
-    text = rob.get("text") if isinstance(rob.get("text"), dict) else {}
-    words = "word substitutions (k)"
-    still = "Share of sentences still classified correctly after up to k word substitutions"
-    add("text", text, "text", words, "robust accuracy", "Robust accuracy under word substitutions",
-        still + ".")  # flat form
-    add("text", text.get("label_preserving"), "text.label_preserving", words, "robust accuracy",
-        "Robust accuracy under label-preserving word substitutions",
-        still + " that keep the true label (the realistic attack).")
-    add("text-unconstrained", text.get("unconstrained"), "text.unconstrained", words, "robust accuracy",
-        "Robust accuracy under any neighbour substitution",
-        still + " among embedding neighbours, which may change the true label: an upper bound on vulnerability.")
-    add("embedding", rob.get("embedding_diagnostic"), "embedding_diagnostic", "ε (L2 in embedding space)",
-        "robust accuracy", "Embedding-space diagnostic",
-        "Accuracy under perturbations of the word embeddings: a smoothness diagnostic, not a realisable attack.")
-    add("tabular", rob.get("tabular"), "tabular", "cost budget", "evasion rate (lower is better)",
-        "Evasion of caught positives",
-        "Share of caught positives that slip through with changes costing at most the budget, under the "
-        "card's feature constraints.")
-    disc = rob.get("discriminator")
-    add("disc-real", disc, "discriminator", "ε (L∞ radius)", "share still judged real",
-        "Discriminator: real images still judged real", "Real images pushed towards 'fake' within ε.",
-        ("real_judged_real",))
-    add("disc-fake", disc, "discriminator", "ε (L∞ radius)", "share still judged fake",
-        "Discriminator: generated images still judged fake", "Generated images pushed towards 'real' within ε.",
-        ("fake_judged_fake",))
+    for curve in rob.curves():
+        points = chart_points(curve.fine_points or curve.points)
+        if not points:
+            continue
+        out[curve.key] = {"points": points, "grid": chart_points(curve.points), "x_title": curve.x_label,
+                          "y_title": curve.y_label, "title": curve.title, "caption": curve.caption,
+                          "source": curve.fine_source or curve.source, "headline": curve.headline_label}
     return out
 
 
-def headline_metrics(audit: Audit) -> list[Metric]:
-    """The audit's headline figures: accuracy, ECE, PR-AUC/ROC-AUC when present, robust accuracy
-    at the middle ε of each norm, text/tabular robustness at the middle budget, GAN quality."""
-    out: list[Metric] = []
-    perf = audit.data("performance") or {}
-    for m in (
-        _metric_from("accuracy", "Accuracy", perf.get("accuracy"), "rate"),
-        _metric_from("ece", "ECE (calibration error)", (perf.get("calibration") or {}).get("ece"), "score", False),
-        _metric_from("pr_auc", "PR-AUC", perf.get("pr_auc")),
-        _metric_from("roc_auc", "ROC-AUC", perf.get("roc_auc")),
-    ):
-        if m is not None:
-            out.append(m)
-    for key, s in robustness_series(audit).items():
-        pts = s.get("grid") or s["points"]
-        mid = middle(p["x"] for p in pts)
-        p = _point_at(pts, mid)
-        if p is None:
-            continue
-        if key in NORM_LABEL:
-            label = f"Robust accuracy ({NORM_LABEL[key]}, ε={mid:g})"
-        elif key == "text":
-            label = f"Robust accuracy (k={mid:g} word substitutions)"
-        elif key == "tabular":
-            label = f"Evasion rate (cost ≤ {mid:g})"
-        else:  # diagnostics and upper bounds: charts only, no headline
-            continue
-        out.append(Metric(f"robust-{key}", label, p["y"], p["lo"], p["hi"],
-                          int(p["n"]) if isinstance(p["n"], (int, float)) else None, "rate", key != "tabular"))
-    gan = audit.data("gan") or {}
-    quality, coverage = gan.get("quality") or {}, gan.get("coverage") or {}
-    for m in (
-        _metric_from("fid", "FID (generated vs test)", quality.get("fid"), "distance", False),
-        _metric_from("fid_ref", "FID reference (train vs test)", quality.get("fid_real_vs_real"), "distance", False),
-        _metric_from("coverage", "Classes covered (judge)", coverage.get("classes_covered"), "count"),
-        _metric_from("near_copies", "Near-copies of training images",
-                     (gan.get("memorisation") or {}).get("near_copy_fraction"), "rate", False),
-        _metric_from("disc_auc", "Discriminator AUC (real vs generated)",
-                     ((gan.get("discriminator") or {}).get("realness") or {}).get("auc_real_vs_fake")),
-    ):
-        if m is not None:
-            out.append(m)
-    return out
+def headline_metrics(audit: Audit) -> list[Headline]:
+    """The audit's leading headlines, as :func:`auditkit.summary.summarize` decides them."""
+    return summarize(audit.result).headlines()
 
 
 def headline_table(audits: list[Audit]) -> list[dict[str, str]]:
-    """Rows ``{"metric": label, <audit label>: "value [lo, hi] n=N" or "—"}`` (first-seen order)."""
+    """Rows ``{"metric": label, <audit label>: "value (95% CI …, n = …)" or "—"}`` (first-seen order)."""
     rows: dict[str, dict[str, str]] = {}
     for a in audits:
         for m in headline_metrics(a):
@@ -564,18 +417,36 @@ def masking_table(audits: list[Audit]) -> list[dict[str, str]]:
     return [{"check": r["check"], **{a.label: r.get(a.label, "—") for a in with_masking}} for r in rows.values()]
 
 
-def masking_verdicts(audits: list[Audit]) -> dict[str, bool]:
-    """``{audit: gradient masking suspected}`` for the audits with a checklist."""
+def masking_summaries(audits: list[Audit]) -> dict[str, MaskingSummary]:
+    """``{audit: the summary's masking outcome and statement}`` for the audits with a
+    checklist: the sentence every report prints above the same checklist."""
     out = {}
     for a in audits:
-        masking = (a.data("robustness") or {}).get("masking")
-        if isinstance(masking, dict):
-            out[a.label] = bool(masking.get("suspected"))
+        masking = summarize(a.result).masking
+        if masking is not None:
+            out[a.label] = masking
     return out
+
+
+def masking_verdicts(audits: list[Audit]) -> dict[str, bool]:
+    """``{audit: gradient masking suspected}`` for the audits with a checklist."""
+    return {label: m.suspected for label, m in masking_summaries(audits).items()}
 
 
 # Figures left out of the baselines table: per-feature lists, run-dependent timings, bookkeeping.
 _BASELINE_SKIP = ("importance.", "ranks.", "timings", "n_bins", ".test", "_only_correct")
+
+
+def _estimate_text(v: dict[str, Any]) -> str | None:
+    """A ``{"value", "ci_low", "ci_high", "n"}`` figure as a score in the summary's style."""
+    value = finite_float(v.get("value"))
+    if value is None:
+        return None
+    est = Estimate(value=value, ci_low=finite_float(v.get("ci_low")), ci_high=finite_float(v.get("ci_high")),
+                   n=int(v["n"]) if isinstance(v.get("n"), (int, float)) and not isinstance(v.get("n"), bool) else None)
+    ci = format_interval(est.ci_low, est.ci_high, "score")
+    extra = ", ".join(t for t in (f"95% CI {ci}" if ci else "", f"n = {est.n}" if est.n is not None else "") if t)
+    return format_value(value, "score") + (f" ({extra})" if extra else "")
 
 
 def _flatten_metrics(d: Any, prefix: str = "", depth: int = 0) -> dict[str, str]:
@@ -586,9 +457,9 @@ def _flatten_metrics(d: Any, prefix: str = "", depth: int = 0) -> dict[str, str]
     for k, v in d.items():
         path = f"{prefix}{k}"
         if isinstance(v, dict) and "value" in v:
-            m = _metric_from(path, path, v)
-            if m is not None:
-                out[path] = m.text
+            text = _estimate_text(v)
+            if text is not None:
+                out[path] = text
         elif isinstance(v, dict):
             out.update(_flatten_metrics(v, path + ".", depth + 1))
         elif isinstance(v, (bool, str)):

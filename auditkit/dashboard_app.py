@@ -159,9 +159,11 @@ def view_overview(audits: list[dash.Audit], args: dash.AppArgs) -> None:
                 for first in range(0, len(metrics), n_metric_cols):
                     for col_m, m in zip(st.columns(n_metric_cols), metrics[first : first + n_metric_cols]):
                         with col_m:
-                            st.metric(m.label, m.value_text, help=m.label)
+                            st.metric(m.label, m.display, help=m.note or m.label)
                             # A blank caption keeps the rows aligned when a figure has no interval.
-                            st.caption(" · ".join(t for t in (m.ci_text, f"n={m.n}" if m.n else "") if t) or "\u00a0")
+                            st.caption(" · ".join(t for t in (f"95% CI {m.ci_display}" if m.ci_display else "",
+                                                              f"n = {m.n}" if m.n is not None else "") if t)
+                                       or "\u00a0")
     table = dash.headline_table(audits)
     if table and len(audits) > 1:
         st.subheader("Side by side")
@@ -222,9 +224,8 @@ def view_overview(audits: list[dash.Audit], args: dash.AppArgs) -> None:
     if not table:
         st.caption("No gradient-masking checklist in these results (it comes with image robustness).")
     else:
-        for label, suspected in dash.masking_verdicts(audits).items():
-            (st.warning if suspected else st.success)(
-                f"{label}: gradient masking {'suspected' if suspected else 'not detected'}")
+        for label, masking in dash.masking_summaries(audits).items():
+            (st.success if masking.outcome == "clean" else st.warning)(f"{label}: {masking.statement}")
         st.dataframe(_status_styler(table), hide_index=True)
         for a in audits:
             masking = (a.data("robustness") or {}).get("masking")

@@ -88,7 +88,9 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
 
 from auditkit.errors import BaselineResultsError as BaselineError, PolicyError  # noqa: F401  (re-exported)
 from auditkit.results import AuditResult, ResultsError, load_result
+from auditkit.sections import PayloadError, RobustnessData
 from auditkit.stats import mcnemar_exact
+from auditkit.summary import AuditSummary, Headline, format_interval, format_value, summarize
 
 Op = Literal[">=", "<="]
 Kind = Literal["threshold", "regression", "masking"]
@@ -542,9 +544,10 @@ def gate(
     name = current.provenance.card.get("name")
     pol = pol.for_model(name)
     doc = current.model_dump(mode="json")
-    outcomes = [_threshold(rule, doc) for rule in pol.rules]
+    summary = summarize(current)  # figures and labels as every report shows them
+    outcomes = [_threshold(rule, doc, current, summary) for rule in pol.rules]
     if pol.fail_on_masking:
-        outcomes.append(_masking(doc))
+        outcomes.append(_masking(doc, current))
     if base is not None:
         robust_points = [(r.norm, r.eps) for r in pol.rules if r.norm is not None and r.eps is not None]
         outcomes += _regression(doc, base.model_dump(mode="json"), pol.regression or RegressionPolicy(),
@@ -625,9 +628,22 @@ def _verdict(rule: Rule, value: float, label: str, extra: str = "") -> RuleOutco
     return RuleOutcome(rule.name, ok, text + extra, value, rule.threshold, "threshold")
 
 
-def _threshold(rule: Rule, doc: dict[str, Any]) -> RuleOutcome:
+def _headline_of(summary: AuditSummary, metric: str) -> Headline | None:
+    """The summary's headline whose evidence is ``metric`` (a path ending at an interval's
+    ``value`` matches the interval), if any."""
+    base = metric[: -len(".value")] if metric.endswith(".value") else metric
+    return next((h for h in summary.headlines(primary_only=False) if h.evidence in (metric, base)), None)
+
+
+def _threshold(rule: Rule, doc: dict[str, Any], result: AuditResult, summary: AuditSummary) -> RuleOutcome:
     if rule.norm is not None:
-        return _robust_threshold(rule, doc)
+        return _robust_threshold(rule, doc, result)
+    head = _headline_of(summary, rule.metric)
+    if head is not None and head.value is not None:
+        # The figure, its label and its interval exactly as the reports show them.
+        extra = ", ".join(t for t in (head.display, f"95% CI {head.ci_display}" if head.ci_display else "",
+                                      f"n = {head.n}" if head.n is not None else "") if t)
+        return _verdict(rule, head.value, head.label, f" ({extra})")
     node, why = _lookup(doc, rule.metric)
     value = None
     if why is None:
@@ -654,34 +670,43 @@ def _threat_model(doc: dict[str, Any], norm: str) -> tuple[dict[str, Any] | None
                   f"or --epsilons")
 
 
-def _robust_threshold(rule: Rule, doc: dict[str, Any]) -> RuleOutcome:
+def _robust_threshold(rule: Rule, doc: dict[str, Any], result: AuditResult) -> RuleOutcome:
     assert rule.norm is not None and rule.eps is not None
     tm, why = _threat_model(doc, rule.norm)
     if tm is None:
         return RuleOutcome(rule.name, False, str(why), None, rule.threshold, "threshold")
+    try:
+        rob = result.payload("robustness")
+    except PayloadError as exc:  # only for a result edited in memory: files are checked on read
+        return RuleOutcome(rule.name, False, f"robust accuracy ({rule.norm}) cannot be read: {exc}", None,
+                           rule.threshold, "threshold")
+    assert isinstance(rob, RobustnessData)
+    curve = rob.threat_model_curve(rule.norm)
+    assert curve is not None
     eps = rule.eps
-    exact = [p for p in tm.get("curve", []) if abs(p["eps"] - eps) <= EPS_MATCH]
-    if exact:
-        point, source = exact[0], "curve point"
-    else:
-        # Robust accuracy never rises with eps: the nearest point above never overstates it.
-        above = sorted((p for p in tm.get("fine_curve", []) + tm.get("curve", []) if p["eps"] >= eps),
-                       key=lambda p: p["eps"])
-        if not above:
-            top = max((p["eps"] for p in tm.get("curve", [])), default=float("nan"))
-            return RuleOutcome(rule.name, False,
-                               f"robust accuracy ({rule.norm}) at eps={eps:g} was not evaluated: the largest eps "
-                               f"attacked is {top:g}; add {eps:g} to the card's epsilons or pass --epsilons",
-                               None, rule.threshold, "threshold")
-        point = above[0]
-        source = f"fine_curve point at eps={point['eps']:.4g}, the nearest evaluated above {eps:g} (conservative)"
-    value = float(point["robust_accuracy"])
-    ci = f"95% CI [{point['ci_low']:.4g}, {point['ci_high']:.4g}], n={point['n']}"
-    return _verdict(rule, value, rule.label, f" ({source}; {ci})")
+    # The curve's lookup: the grid point at eps, else the nearest evaluated point above (robust
+    # accuracy never rises with eps, so it never overstates robustness at eps).
+    found = curve.lookup(eps)
+    if found is None:
+        top = max((p.x for p in curve.points), default=float("nan"))
+        return RuleOutcome(rule.name, False,
+                           f"robust accuracy ({rule.norm}) at eps={eps:g} was not evaluated: the largest eps "
+                           f"attacked is {top:g}; add {eps:g} to the card's epsilons or pass --epsilons",
+                           None, rule.threshold, "threshold")
+    point, exact = found
+    source = "curve point" if exact else (f"fine_curve point at eps={point.x:.4g}, the nearest evaluated above "
+                                          f"{eps:g} (conservative)")
+    p = point.robust
+    if p.value is None:
+        return RuleOutcome(rule.name, False, f"robust accuracy ({rule.norm}) at eps={eps:g} is undefined (no "
+                                             "samples)", None, rule.threshold, "threshold")
+    ci = (f"95% CI {format_interval(p.ci_low, p.ci_high, 'proportion')}, " if p.has_ci else "") + f"n = {p.n}"
+    return _verdict(rule, p.value, curve.label_at(point.x),
+                    f" ({format_value(p.value, 'proportion')}; {source}; {ci})")
 
 
 # ------------------------------------------------------------------------------ masking
-def _masking(doc: dict[str, Any]) -> RuleOutcome:
+def _masking(doc: dict[str, Any], result: AuditResult) -> RuleOutcome:
     name = "gradient masking"
     data, why = _lookup(doc, "sections.robustness.data")
     if why is not None or not isinstance(data, dict) or "masking" not in data:
@@ -689,19 +714,21 @@ def _masking(doc: dict[str, Any]) -> RuleOutcome:
         if why is None and isinstance(data, dict):
             reason = "the robustness section has no gradient-masking checks (they run on norm-ball threat models)"
         return RuleOutcome(name, True, f"not checked: {reason}", None, None, "masking")
-    masking = data["masking"] or {}
-    checks = masking.get("checks") or []
-    failed = [c for c in checks if c.get("status") == "fail"]
-    warned = [c for c in checks if c.get("status") == "warn"]
-    suspected = bool(masking.get("suspected"))
-    if failed or suspected:
-        listed = "; ".join(f"{c['name']}: {c.get('evidence', '')}" for c in failed) or "suspected flag set"
-        head = "gradient masking suspected" if suspected else f"{len(failed)} masking check(s) failed"
+    try:
+        rob = result.payload("robustness")
+    except PayloadError as exc:  # never pass on evidence that cannot be read
+        return RuleOutcome(name, False, f"the gradient-masking checklist cannot be read: {exc}", None, 0.0, "masking")
+    assert isinstance(rob, RobustnessData) and rob.masking is not None
+    masking = rob.masking
+    failed, warned = masking.with_status("fail"), masking.with_status("warn")
+    if failed or masking.suspected:
+        listed = "; ".join(f"{c.name}: {c.evidence}" for c in failed) or "suspected flag set"
+        head = "gradient masking suspected" if masking.suspected else f"{len(failed)} masking check(s) failed"
         return RuleOutcome(name, False, f"{head}; robustness figures may be overstated — {listed}",
                            float(len(failed)), 0.0, "masking")
-    text = f"{len(checks)} masking checks passed"
+    text = masking.statement.rstrip(".")
     if warned:
-        text += "; warnings: " + "; ".join(f"{c['name']}: {c.get('evidence', '')}" for c in warned)
+        text += " — warnings: " + "; ".join(f"{c.name}: {c.evidence}" for c in warned)
     return RuleOutcome(name, True, text, 0.0, 0.0, "masking")
 
 

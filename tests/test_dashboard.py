@@ -12,6 +12,7 @@ import os
 import pathlib
 import shutil
 import sys
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from torch import nn
 from auditkit import dashboard as dash
 from auditkit.loading import ModelInputError
 from auditkit.results import AuditResult, Section
+from auditkit.summary import summarize
 from tests.conftest import REPO, zoo_model_path
 
 APP = REPO / "apps" / "dashboard" / "app.py"
@@ -87,13 +89,18 @@ def test_one_results_file_shows_headline_metrics_with_intervals(results, monkeyp
     assert_clean(at)
     r = AuditResult.read(results["cnn-digits"])
     shown = {m.label: m.value for m in at.metric}
+    heads = {h.key: h for h in summarize(r).headlines()}
     acc = r.sections["performance"].data["accuracy"]
-    assert shown["Accuracy"] == f"{100 * acc['value']:.1f}%"
-    assert f"95% CI [{100 * acc['ci_low']:.1f}%, {100 * acc['ci_high']:.1f}%] · n={acc['n']}" in texts(at.caption)
+    assert shown["Clean accuracy"] == f"{100 * acc['value']:.1f}%"
+    assert (f"95% CI {100 * acc['ci_low']:.1f}–{100 * acc['ci_high']:.1f}% · n = {acc['n']}"
+            in texts(at.caption))
+    # Every headline of the summary is a metric, with the summary's label and display.
+    assert all(shown[h.label] == h.display for h in heads.values())
     # The headline robust accuracy is the curve's point at the middle positive eps (0.1, 0.3 -> 0.3).
     point = next(p for p in r.sections["robustness"].data["threat_models"]["linf"]["curve"] if p["eps"] == 0.3)
-    assert shown["Robust accuracy (L∞, ε=0.3)"] == f"{100 * point['robust_accuracy']:.1f}%"
-    assert "ECE (calibration error)" in shown
+    assert "ε = 0.3" in heads["robustness.linf"].label
+    assert shown[heads["robustness.linf"].label] == f"{100 * point['robust_accuracy']:.1f}%"
+    assert "Expected calibration error (ECE)" in shown
     assert at.get("plotly_chart"), "the robustness curve is drawn"
     assert any("Gradient-masking checklist" in h.value for h in at.header)
 
@@ -104,7 +111,9 @@ def test_two_results_files_side_by_side(results, monkeypatch):
     assert {"cnn-digits", "lstm-reviews"} <= set(texts(at.subheader))
     table = at.table[0].value
     assert list(table.columns) == ["cnn-digits", "lstm-reviews"]
-    robust = table.loc["Robust accuracy (L∞, ε=0.3)"]
+    label = next(h.label for h in summarize(AuditResult.read(results["cnn-digits"])).headlines()
+                 if h.key == "robustness.linf")
+    robust = table.loc[label]
     assert robust["lstm-reviews"] == "—" and robust["cnn-digits"] != "—"
     findings = at.dataframe[0].value
     assert list(findings["audit"]) == ["cnn-digits", "lstm-reviews"]
@@ -205,11 +214,13 @@ def test_tabular_robustness_in_overview_and_explorer(results, monkeypatch, tmp_p
 
     at = run_app(monkeypatch, path)
     assert_clean(at)
-    mid = dash.middle(p["budget"] for p in attack["curve"])
-    point = next(p for p in attack["curve"] if p["budget"] == mid)
-    assert {m.label: m.value for m in at.metric}[f"Evasion rate (cost ≤ {mid:g})"] == \
-        f"{100 * point['evasion']['value']:.1f}%"
-    assert "Evasion of caught positives" in texts(at.subheader)
+    # The headline point follows the payload's rule (the smallest budget at which half evade).
+    head = next(h for h in summarize(AuditResult.read(path)).headlines() if h.key == "robustness.tabular")
+    budget = float(re.search(r"cost ≤ ([\d.e+-]+)\)", head.label).group(1))
+    point = next(p for p in attack["curve"] if abs(p["budget"] - budget) <= 1e-9)
+    assert {m.label: m.value for m in at.metric}[head.label] == f"{100 * point['evasion']['value']:.1f}%"
+    series = dash.robustness_series(dash.make_audits([("x", path, AuditResult.read(path))])[0])
+    assert series["tabular"]["title"] in texts(at.subheader)  # the curve, titled as in every report
     view(at, "Sample explorer")
     first = attack["cheapest"][0]
     refs = dash.sample_catalogue(dash.make_audits([("x", path, AuditResult.read(path))])[0])
@@ -227,9 +238,11 @@ def test_text_and_gan_robustness_curves_and_examples(results, monkeypatch):
     at = run_app(monkeypatch, results["lstm-reviews"], results["gan-digits"])
     assert_clean(at)
     text = AuditResult.read(results["lstm-reviews"]).sections["robustness"].data["text"]
-    k2 = next(p for p in text["label_preserving"]["curve"] if p["k"] == 2)  # the middle of k = 1, 2, 3
+    head = next(h for h in summarize(AuditResult.read(results["lstm-reviews"])).headlines() if h.key == "robustness.text")
+    k = float(re.search(r"k = ([\d.]+)\)", head.label).group(1))
+    point = next(p for p in text["label_preserving"]["curve"] if p["k"] == k)
     shown = {m.label: m.value for m in at.metric}
-    assert shown["Robust accuracy (k=2 word substitutions)"] == f"{100 * k2['robust_accuracy']['value']:.1f}%"
+    assert shown[head.label] == f"{100 * point['robust_accuracy']['value']:.1f}%"
     assert "Discriminator AUC (real vs generated)" in shown
     titles = texts(at.subheader)
     assert "Robust accuracy under label-preserving word substitutions" in titles
@@ -272,7 +285,7 @@ def test_bad_schema_version_shows_an_error_not_a_crash(results, monkeypatch, tmp
     assert any("schema_version '99.0' is not supported" in e for e in errors)
     assert any("is not a results JSON file" in e for e in errors)
     assert any("does not exist" in e for e in errors)
-    assert [m.label for m in at.metric][:1] == ["Accuracy"], "the good audit still renders"
+    assert [m.label for m in at.metric][:1] == ["Clean accuracy"], "the good audit still renders"
 
 
 def test_uploaded_results_are_checked_too(results, monkeypatch):
@@ -402,7 +415,7 @@ def test_zoo_mode_loads_the_reports_folder(results, monkeypatch, tmp_path):
     at = run_app(monkeypatch, zoo=True, reports=tmp_path / "reports")
     assert_clean(at)
     assert "lstm-reviews" in texts(at.subheader)
-    assert "Accuracy" in [m.label for m in at.metric]
+    assert "Clean accuracy" in [m.label for m in at.metric]
 
 
 def test_zoo_quick_scan_adds_its_results(monkeypatch, tmp_path):
@@ -447,19 +460,23 @@ def test_launch_command_binds_loopback_unless_told(results):
         dash.launch_command([Path("no/such/results.json")])
 
 
-def test_curve_points_normalise_every_curve_format():
-    pts = dash.curve_points([
-        {"eps": 0.1, "robust_accuracy": 0.5, "ci_low": 0.3, "ci_high": 0.7, "n": 10},
-        {"budget": 2.0, "evasion": {"value": 0.25, "ci_low": 0.1, "ci_high": 0.5, "n": 8}},
-        {"k": 3, "robust_accuracy": 0.9},
-        {"eps": None, "robust_accuracy": 0.1},  # no x: dropped
-        "junk",
-    ])
-    assert pts == [
-        {"x": 0.1, "y": 0.5, "lo": 0.3, "hi": 0.7, "n": 10},
-        {"x": 2.0, "y": 0.25, "lo": 0.1, "hi": 0.5, "n": 8},
-        {"x": 3.0, "y": 0.9, "lo": None, "hi": None, "n": None},
-    ]
+def test_robustness_series_read_the_typed_curves(results):
+    """Every curve format (eps, k, budget + evasion) reaches the charts as x/y/lo/hi/n points
+    read from the typed payload, whatever the threat model."""
+    for name in ("cnn-digits", "lstm-reviews"):
+        r = AuditResult.read(results[name])
+        series = dash.robustness_series(dash.make_audits([("x", None, r)])[0])
+        assert series, name
+        for key, curve in series.items():
+            assert curve["points"] and curve["x_title"] and curve["y_title"], (name, key)
+            for p in curve["points"]:
+                assert set(p) == {"x", "y", "lo", "hi", "n"} and 0.0 <= p["y"] <= 1.0
+                if p["lo"] is not None:
+                    assert p["lo"] <= p["y"] + 1e-9 <= p["hi"] + 2e-9
+    cnn = AuditResult.read(results["cnn-digits"])
+    grid = dash.robustness_series(dash.make_audits([("x", None, cnn)])[0])["linf"]["grid"]
+    curve = cnn.sections["robustness"].data["threat_models"]["linf"]["curve"]
+    assert [(p["x"], p["y"]) for p in grid] == [(c["eps"], c["robust_accuracy"]) for c in curve]
     assert dash.middle([0.0, 0.1, 0.2, 0.3]) == 0.2 and dash.middle([0.0]) == 0.0
 
 
@@ -485,8 +502,9 @@ def test_masking_and_baseline_tables(results):
     assert [row[audit.label] for row in table] == [dash.STATUS_MARK[c["status"]] for c in checks]
     assert dash.masking_verdicts([audit]) == {audit.label: r.sections["robustness"].data["masking"]["suspected"]}
     assert dash.baseline_table(audit) == [  # timings, per-feature importance and test names left out
-        {"figure": "quality.accuracy", "network": "0.980 [0.800, 0.950] n=100",
-         "logistic-regression": "0.900 [0.800, 0.950] n=100", "dummy-prior": "0.100 [0.800, 0.950] n=100"},
+        {"figure": "quality.accuracy", "network": "0.980 (95% CI 0.800–0.950, n = 100)",
+         "logistic-regression": "0.900 (95% CI 0.800–0.950, n = 100)",
+         "dummy-prior": "0.100 (95% CI 0.800–0.950, n = 100)"},
         {"figure": "cost.parameters", "network": "100", "logistic-regression": "10", "dummy-prior": "—"},
         {"figure": "quality.vs_network.winner", "network": "—", "logistic-regression": "network", "dummy-prior": "—"},
         {"figure": "quality.vs_network.p_value", "network": "—", "logistic-regression": "0.01", "dummy-prior": "—"},

@@ -19,6 +19,7 @@ import auditkit
 import auditkit.report.html as report_html
 from auditkit.report import FILES, load_result, render_html, render_junit, render_markdown, write_reports
 from auditkit.results import AuditResult, Finding, ResultsError, Section
+from auditkit.summary import summarize
 from tests.conftest import zoo_model_path
 
 MODELS = ["cnn-digits", "lstm-reviews", "fraud-mlp", "gan-digits"]
@@ -26,7 +27,7 @@ MAX_HTML_BYTES = 6_000_000  # plotly.js is ~4.8 MB; everything else must stay sm
 MAX_EXTRA_BYTES = 400_000  # the report without plotly.js
 HEADINGS = {
     "cnn-digits": ["Summary", "Model card", "Clean performance", "Attributions", "Explanation quality",
-                   "Adversarial robustness", "Provenance"],
+                   "Adversarial robustness", "Defenses", "Baseline comparison", "Provenance"],
     "lstm-reviews": ["Summary", "Model card", "Clean performance", "Attributions", "Explanation quality", "Provenance"],
     "fraud-mlp": ["Summary", "Model card", "Clean performance", "Attributions", "Explanation quality", "Provenance"],
     "gan-digits": ["Summary", "Model card", "GAN artifact", "Provenance"],
@@ -52,9 +53,13 @@ def _robustness_section(model_path: Path) -> Section:
                                             "masking": {"checks": checks, "suspected": True}})
 
 
-# The checks whose sections the report draws in detail; others (baselines, defenses) are drawn
-# generically and tested below on data of their shape, which keeps this fixture quick.
-CHECKS = ("performance", "attributions", "explanation-quality", "gan", "robustness")
+# Every check runs (the summary's consistency test, tests/test_summary.py, shares these scans);
+# per model, what keeps the fixture quick: cnn-digits evaluates three cheap defenses, and
+# fraud-mlp leaves out the baselines (10 s of permutation importance on its 15,000 rows).
+SCAN_OPTIONS: dict[str, dict[str, Any]] = {
+    "cnn-digits": {"defenses": ["squeeze-bits", "smoothing", "adversarial-training"]},
+    "fraud-mlp": {"skip": ["baselines"]},
+}
 
 
 @pytest.fixture(scope="session")
@@ -66,14 +71,12 @@ def zoo_results() -> dict[str, AuditResult]:
 
 @functools.cache
 def _scan_zoo() -> dict[str, AuditResult]:
-    # Memoised so that the browser tests, which import the fixture, do not scan again.
-    from auditkit.checks import all_checks
-
+    # Memoised so that the browser and summary tests, which import it, do not scan again.
     torch.set_num_threads(1)
-    only = [c for c in CHECKS if c in all_checks()]
     out = {}
     for name in MODELS:
-        result = auditkit.scan(zoo_model_path(name), budget="quick", samples=16, progress=False, only=only)
+        result = auditkit.scan(zoo_model_path(name), budget="quick", samples=16, progress=False, threads=1,
+                               **SCAN_OPTIONS.get(name, {}))
         if name == "cnn-digits" and "robustness" not in result.sections:
             result.sections["robustness"] = _robustness_section(zoo_model_path(name))
         out[name] = result
@@ -218,10 +221,10 @@ def test_gan_report_shows_samples_and_references(zoo_results: dict[str, AuditRes
 def test_skipped_sections_say_why(zoo_results: dict[str, AuditResult], zoo_html: dict[str, str]) -> None:
     result = zoo_results["cnn-digits"]
     reason = result.sections["gan"].reason
-    assert result.sections["gan"].status == "skipped" and reason
+    assert result.sections["gan"].status == "not-applicable" and reason
     html = zoo_html["cnn-digits"]
-    assert f"This check did not run (skipped): {reason}." in html
-    assert f"gan (skipped: {reason})" in render_markdown(result)
+    assert f"This check did not run (not-applicable): {reason}." in html
+    assert f"gan (not-applicable: {reason})" in render_markdown(result)
     suite = ET.fromstring(render_junit(result)).find("testsuite[@name='checks']")
     skipped = suite.find("testcase[@name='gan']/skipped")
     assert skipped is not None and skipped.get("message") == reason
@@ -286,21 +289,20 @@ def test_markdown_summary_is_short_and_has_the_headline(name: str, zoo_results: 
         acc = perf.data["accuracy"]
         assert f"| Clean accuracy | {100 * acc['value']:.1f}% | {100 * acc['ci_low']:.1f}–{100 * acc['ci_high']:.1f}% | {acc['n']} |" in md
     if name == "gan-digits":
-        assert "| FID |" in md
+        assert "| FID (generated vs test) |" in md
     rob = result.sections.get("robustness")
     if rob is not None and rob.status == "ok":
-        from auditkit.report.markdown import headline_metrics
-
-        metrics = [m for m in headline_metrics(result) if m.source.startswith("sections.robustness")]
-        if rob.data.get("threat_models") or any(k in rob.data for k in ("text", "discriminator")):
+        metrics = [h for h in summarize(result).headlines() if h.key.startswith("robustness.")]
+        if rob.data.get("threat_models") or any(k in rob.data for k in ("text", "discriminator", "tabular")):
             assert metrics, "a robustness headline (with its CI) is expected"
         for m in metrics:
-            assert f"| {m.label} |" in md
-            point = resolve(json.loads(result.to_json()), m.source)  # the figure is read, not recomputed
-            read = [v["value"] if isinstance(v, dict) and "value" in v else v for v in point.values()]
-            assert m.value in read
+            assert f"| {m.label} | {m.display} | {m.ci_display} | {m.n} |" in md
+            point = resolve(json.loads(result.to_json()), m.evidence)  # the figure is read, not recomputed
+            assert m.value == pytest.approx(point["value"] if "value" in point else point["robust_accuracy"])
         if "masking" in rob.data:
             assert "### Gradient masking:" in md
+            assert summarize(result).masking.statement in md  # the statement that agrees with the checklist
+    assert "**Verdict: " in md and result.verdict.status.upper() in md
 
 
 @dataclass

@@ -26,35 +26,27 @@ from markupsafe import Markup
 from auditkit.report import charts
 from auditkit.report.charts import Chart, Panel
 from auditkit.report.markdown import (
-    SEVERITIES,
-    Metric,
     curve_axes,
-    findings_by_severity,
     fmt,
-    fmt_ci,
     gate_passed,
     gate_rules,
-    headline_eps,
-    headline_metrics,
     is_ci_dict,
-    masking_suspected,
     model_title,
 )
-from auditkit.results import AuditResult, Section
+from auditkit.results import SEVERITIES, AuditResult, Section
+from auditkit.sections import NORM_LABELS
+from auditkit.sections.explanation_quality import (
+    BEATS_RANDOM_RULE,
+    RHO_ABS_LABEL,
+    RHO_SIGNED_LABEL,
+    DeletionInsertion,
+)
+from auditkit.sections.robustness import Masking, NormBallThreatModel
+from auditkit.summary import TITLES, AuditSummary, display_order, format_interval, format_value, summarize
 
 Block = dict[str, Any]
 JSON_LIMIT = 20_000  # characters of a collapsible JSON blob; the rest is in results.json
-ORDER = ["performance", "attributions", "explanation-quality", "gan", "robustness", "defenses", "baselines"]
-TITLES = {
-    "performance": "Clean performance",
-    "attributions": "Attributions",
-    "explanation-quality": "Explanation quality",
-    "robustness": "Adversarial robustness",
-    "defenses": "Defenses",
-    "baselines": "Baseline comparison",
-    "gan": "GAN artifact",
-}
-NORMS = {"linf": "L∞", "l2": "L2"}
+NORMS = NORM_LABELS  # section order, titles and norm labels: one table each (auditkit.summary, auditkit.sections)
 
 
 # --------------------------------------------------------------------------- page state
@@ -142,8 +134,11 @@ def _json_block(summary: str, value: Any, source: str) -> Block:
 
 
 def _metric_cells(d: dict[str, Any], kind: str = "pct") -> list[str]:
-    m = Metric("", d.get("value"), d.get("ci_low"), d.get("ci_high"), d.get("n"), kind)
-    return [fmt(m.value, kind), fmt_ci(m), fmt(m.n)]
+    """Value, 95% CI and n of a ``{"value", "ci_low", "ci_high", "n"}`` figure, formatted as the
+    summary formats headlines (``kind``: ``"pct"`` a proportion, ``"num"`` a score)."""
+    k = "proportion" if kind == "pct" else "score"
+    value = d.get("value") if isinstance(d.get("value"), (int, float)) else None
+    return [format_value(value, k), format_interval(d.get("ci_low"), d.get("ci_high"), k) or "—", fmt(d.get("n"))]
 
 
 def _is_scalar(v: Any) -> bool:
@@ -486,7 +481,7 @@ def _quality(d: dict[str, Any], ctx: _Ctx) -> list[Block]:
     if isinstance(rand, dict) and rand.get("methods"):
         blocks.append(ctx.page.figure(charts.randomisation(rand, ctx.src("randomisation.methods"))))
         blocks.append(_table(
-            ["method", "final Spearman |ρ|", "final signed ρ", "similarity to |input|", "verdict", "why"],
+            ["method", RHO_ABS_LABEL, RHO_SIGNED_LABEL, "similarity to |input|", "verdict", "why"],
             [[m, r.get("final_spearman_abs"), r.get("final_spearman_raw"), r.get("input_similarity"),
               *_verdict(r.get("verdict"))] for m, r in rand["methods"].items()],
             source=ctx.src("randomisation.methods")))
@@ -505,10 +500,11 @@ def _quality(d: dict[str, Any], ctx: _Ctx) -> list[Block]:
              "beats random"],
             [[m, c.get("deletion_auc"), c.get("deletion_auc_random"), c.get("insertion_auc"),
               c.get("insertion_auc_random"), fmt(c.get("deletion_win_rate"), "pct"),
-              fmt(c.get("insertion_win_rate"), "pct"), _beats(c.get("beats_random") or {})]
+              fmt(c.get("insertion_win_rate"), "pct"), _beats(c)]
              for m, c in curves.items()],
             caption="AUC: area under the mean curve (deletion: lower is better; insertion: higher is better); "
-                    "wins: share of samples whose own curve beats the random order.",
+                    "wins: share of samples whose own curve beats the random order. A method "
+                    + BEATS_RANDOM_RULE + ".",
             source=ctx.src("deletion_insertion")))
     else:
         blocks.append(_note("Not run: none of the ranked methods (IG, saliency, occlusion, Grad-CAM) ran."))
@@ -543,11 +539,13 @@ def _quality(d: dict[str, Any], ctx: _Ctx) -> list[Block]:
     return blocks
 
 
-def _beats(b: dict[str, Any]) -> dict[str, Any]:
-    both = bool(b.get("deletion")) and bool(b.get("insertion"))
-    one = bool(b.get("deletion")) or bool(b.get("insertion"))
-    return _badge("pass" if both else "warn" if one else "fail",
-                  "both" if both else "deletion only" if b.get("deletion") else "insertion only" if one else "neither")
+def _beats(curves: dict[str, Any]) -> dict[str, Any]:
+    """On which curves the method beats a random ranking, by the one rule (BEATS_RANDOM_RULE)."""
+    c = DeletionInsertion.model_validate(curves)
+    deletion, insertion = c.beats_random("deletion"), c.beats_random("insertion")
+    return _badge("pass" if deletion and insertion else "warn" if deletion or insertion else "fail",
+                  "deletion and insertion" if deletion and insertion else "deletion only" if deletion
+                  else "insertion only" if insertion else "neither")
 
 
 def _ground_truth(gt: dict[str, Any], ctx: _Ctx) -> Block:
@@ -627,11 +625,10 @@ _ROBUSTNESS_PARTS = {
 def _masking(m: dict[str, Any], ctx: _Ctx) -> list[Block]:
     checks = [c for c in m.get("checks") or [] if isinstance(c, dict)]
     blocks: list[Block] = []
-    if m.get("suspected"):
-        blocks.append(_note("Gradient masking is suspected: the robust accuracy below may overstate the model's "
-                            "robustness (Carlini et al. 2019).", "warn"))
-    elif checks:
-        blocks.append(_note("No sign of gradient masking in these checks."))
+    if checks:  # the summary's statement, which agrees with the checklist below it
+        masking = Masking.model_validate(m)
+        blocks.append(_note(masking.statement + (" (Carlini et al. 2019)" if masking.suspected else ""),
+                            "info" if masking.outcome == "clean" else "warn"))
     blocks.append({"kind": "checklist", "source": ctx.src("masking.checks"),
                    "items": [{"name": str(c.get("name", "?")), "status": str(c.get("status", "?")),
                               "evidence": str(c.get("evidence", "") or "")} for c in checks]})
@@ -651,7 +648,11 @@ def _threat_model(tm: dict[str, Any], norm: str, ctx: _Ctx, path: str, section: 
                        ("input bounds", str(tm.get("bounds"))), ("seed", tm.get("seed"))]))
     fine = "fine_curve" if tm.get("fine_curve") else "curve"
     blocks.append(ctx.page.figure(charts.robustness_curve(tm, norm, ctx.src(f"{path}.{fine}"))))
-    eps_head = headline_eps(tm, section, norm)
+    try:  # THE headline ε, as the threat model's typed curve chooses it
+        head = NormBallThreatModel.model_validate(tm).to_curve(norm, ctx.src(path)).headline
+    except ValueError:
+        head = None
+    eps_head = None if head is None else head.x
     curve = tm.get("curve") or []
     blocks.append(_table(
         ["ε", "robust accuracy", "95% CI", "robust / n"],
@@ -875,14 +876,16 @@ def _card_blocks(card: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-def _summary_blocks(result: AuditResult, gate_decision: Any, order: list[str]) -> list[Block]:
+def _summary_blocks(result: AuditResult, gate_decision: Any, order: list[str], summary: AuditSummary) -> list[Block]:
     blocks: list[Block] = []
-    metrics = headline_metrics(result)
-    if metrics:
+    v = summary.verdict
+    blocks.append(_note(f"Verdict: {v.status.upper()}" + (f" — {'; '.join(v.reasons)}" if v.reasons else ""),
+                        "info" if v.status == "pass" else "warn"))
+    heads = summary.headlines()
+    if heads:
         blocks.append({"kind": "metrics", "items": [
-            {"label": m.label, "value": fmt(m.value, m.kind),
-             "ci": "" if m.ci_low is None else f"95% CI {fmt_ci(m)}",
-             "n": "" if m.n is None else f"n = {m.n}", "note": m.note, "source": m.source} for m in metrics]})
+            {"label": h.label, "value": h.display, "ci": f"95% CI {h.ci_display}" if h.ci_display else "",
+             "n": "" if h.n is None else f"n = {h.n}", "note": h.note, "source": h.evidence} for h in heads]})
     if gate_decision is not None:
         rules = gate_rules(gate_decision)
         ok = gate_passed(gate_decision)
@@ -893,9 +896,9 @@ def _summary_blocks(result: AuditResult, gate_decision: Any, order: list[str]) -
                              [[r.name, _badge("skipped" if r.skipped else "pass" if r.passed else "fail",
                                               "skipped" if r.skipped else "pass" if r.passed else "fail"), r.message]
                               for r in rules]))
-    groups = findings_by_severity(result)
+    groups = summary.findings_by_severity()
     blocks.append(_heading("Findings"))
-    if result.findings:
+    if summary.findings:
         rows = []
         for sev in SEVERITIES:
             for f in groups[sev]:
@@ -906,9 +909,8 @@ def _summary_blocks(result: AuditResult, gate_decision: Any, order: list[str]) -
         blocks.append(_table(["severity", "finding", "evidence", "section"], rows, caption=counts, source="findings"))
     else:
         blocks.append(_note("No findings: no check reported anything a reader must know first."))
-    suspected = masking_suspected(result)
-    if suspected:
-        blocks.append(_note("Gradient masking suspected: see the robustness section's checklist.", "warn"))
+    if summary.masking is not None and summary.masking.outcome != "clean":
+        blocks.append(_note(summary.masking.statement + " See the robustness section's checklist.", "warn"))
     blocks.append(_heading("Checks"))
     blocks.append(_table(["check", "status", "seconds", "findings", "reason"],
                          [[{"text": n, "href": f"#{_anchor(n)}"}, _badge(s.status), s.seconds, len(s.findings),
@@ -951,10 +953,7 @@ def _anchor(name: str) -> str:
 
 def _section_order(result: AuditResult) -> list[str]:
     """Known sections in reading order, then unknown ones; sections that did not run last."""
-    known = [n for n in ORDER if n in result.sections]
-    names = known + [n for n in result.sections if n not in known]
-    return [n for n in names if result.sections[n].status == "ok"] + \
-        [n for n in names if result.sections[n].status != "ok"]
+    return display_order(result)
 
 
 def _section_view(name: str, section: Section, card: dict[str, Any], page: _Page) -> dict[str, Any]:
@@ -1017,7 +1016,8 @@ def render_html(result: AuditResult, gate_decision: Any = None) -> str:
     card = result.provenance.card or {}
     order = _section_order(result)
     summary = {"id": "sec-summary", "title": "Summary", "status": "ok", "reason": None, "seconds": None,
-               "findings": [], "source": "findings", "blocks": _summary_blocks(result, gate_decision, order)}
+               "findings": [], "source": "findings",
+               "blocks": _summary_blocks(result, gate_decision, order, summarize(result))}
     card_view = {"id": "sec-card", "title": "Model card", "status": "ok", "reason": None, "seconds": None,
                  "findings": [], "source": "provenance.card", "blocks": _card_blocks(card)}
     sections = [_section_view(n, result.sections[n], card, page) for n in order]

@@ -5,8 +5,11 @@
 * ``gradient-masking`` — one testcase per masking check of the robustness section; ``fail`` is a
   ``<failure>``, ``warn`` passes with a ``<system-out>`` note, ``skipped`` is ``<skipped>``. When
   the robustness check did not run, one skipped testcase says why.
-* ``checks`` — one testcase per section of the results; a skipped section is ``<skipped>`` with
-  its reason, a failed one an ``<error>``; findings go to ``<system-out>``.
+* ``checks`` — one testcase per section of the results; a section that did not run (skipped
+  or not applicable) is ``<skipped>`` with its reason, a failed one an ``<error>``; the
+  section's takeaway, its headline figures and its findings go to ``<system-out>``. The suite's
+  properties carry the verdict and every headline (``name`` = the headline's key, ``value`` =
+  ``"label: figure (95% CI …, n = …)"``), as :func:`auditkit.summary.summarize` decided them.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from auditkit.report.markdown import gate_rules, masking_checks, model_title
+from auditkit.report.markdown import gate_rules, model_title
 from auditkit.results import AuditResult
+from auditkit.summary import AuditSummary, summarize
 
 
 # Characters XML 1.0 forbids anywhere (ElementTree writes them as they are, making the file
@@ -63,8 +67,10 @@ def _count(suite: ET.Element) -> dict[str, int]:
     return counts
 
 
-def render_junit(result: AuditResult, gate_decision: Any = None) -> str:
-    """The JUnit XML document (UTF-8 string with an XML declaration)."""
+def render_junit(result: AuditResult, gate_decision: Any = None, summary: AuditSummary | None = None) -> str:
+    """The JUnit XML document (UTF-8 string with an XML declaration). ``summary``:
+    :func:`~auditkit.summary.summarize` of ``result`` when the caller has it already."""
+    s = summary or summarize(result)
     root = ET.Element("testsuites", name=_x(f"auditkit: {model_title(result)}"))
 
     if gate_decision is not None:
@@ -79,15 +85,18 @@ def render_junit(result: AuditResult, gate_decision: Any = None) -> str:
                 _out(case, rule.message)
 
     suite = _suite(root, "gradient-masking")
-    checks = masking_checks(result)
+    checks = None if s.masking is None else s.masking.checks
     if checks is None:
         rob = result.sections.get("robustness")
         reason = ("the robustness check did not run" if rob is None
-                  else f"robustness check {rob.status}: {rob.reason or 'no reason given'}")
+                  else f"robustness check {rob.status}: {rob.reason or 'no reason given'}" if rob.status != "ok"
+                  else "the robustness section has no gradient-masking checklist (it comes with norm-ball threat models)")
         _child(_case(suite, "gradient-masking", "auditkit.gradient-masking"), "skipped", reason)
+    else:
+        ET.SubElement(ET.SubElement(suite, "properties"), "property", name="statement", value=_x(s.masking.statement))
     for check in checks or []:
-        case = _case(suite, str(check.get("name", "unnamed check")), "auditkit.gradient-masking")
-        status, evidence = str(check.get("status", "")), str(check.get("evidence", "") or "")
+        case = _case(suite, check["name"] or "unnamed check", "auditkit.gradient-masking")
+        status, evidence = check["status"], check["evidence"]
         if status == "fail":
             _child(case, "failure", evidence or "check failed", evidence)
         elif status == "warn":
@@ -103,16 +112,26 @@ def render_junit(result: AuditResult, gate_decision: Any = None) -> str:
     props = ET.SubElement(suite, "properties")
     p = result.provenance
     for key, value in (("auditkit", p.auditkit), ("model_sha256", p.model_sha256), ("data_spec", p.data_spec),
-                       ("seed", str(p.seed)), ("budget", str(p.config.get("budget", "")))):
+                       ("seed", str(p.seed)), ("budget", str(p.config.get("budget", ""))),
+                       ("verdict", s.verdict.status), *((f"verdict reason {i + 1}", r) for i, r in
+                                                       enumerate(s.verdict.reasons))):
         ET.SubElement(props, "property", name=key, value=_x(value))
+    for h in s.headlines(primary_only=False):
+        ET.SubElement(props, "property", name=_x(h.key), value=_x(f"{h.label}: {h.text}"))
     for name, section in result.sections.items():
         case = _case(suite, name, "auditkit.checks", section.seconds)
-        if section.status == "skipped":
-            _child(case, "skipped", section.reason or "skipped")
+        if section.status in ("skipped", "not-applicable"):
+            _child(case, "skipped", section.reason or section.status)
         elif section.status == "failed":
             _child(case, "error", section.reason or "check failed", section.reason)
-        if section.findings:
-            _out(case, "\n".join(f"[{f.severity}] {f.title}: {f.evidence}" for f in section.findings))
+        summary_of = s.section(name)
+        text = []
+        if summary_of is not None and summary_of.ran:
+            text.append(summary_of.takeaway)
+            text += [f"{h.label}: {h.text}" for h in summary_of.headlines]
+        text += [f"[{f.severity}] {f.title}: {f.evidence}" for f in section.findings]
+        if text:
+            _out(case, "\n".join(text))
 
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for s in root.findall("testsuite"):

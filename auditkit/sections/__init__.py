@@ -20,7 +20,15 @@ from pydantic import BaseModel, ValidationError
 
 from auditkit.sections.attributions import AttributionsData
 from auditkit.sections.baselines import BaselinesData
-from auditkit.sections.common import Curve, CurvePoint, Estimate, Proportion, middle_positive, norm_label
+from auditkit.sections.common import (
+    NORM_LABELS,
+    Curve,
+    CurvePoint,
+    Estimate,
+    Proportion,
+    middle_positive,
+    norm_label,
+)
 from auditkit.sections.defenses import DefensesData
 from auditkit.sections.explanation_quality import ExplanationQualityData
 from auditkit.sections.gan import GanData
@@ -76,6 +84,6 @@ def dump_payload(payload: BaseModel) -> dict[str, Any]:
     return payload.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
-__all__ = ["AttributionsData", "BaselinesData", "Curve", "CurvePoint", "DefensesData", "Estimate",
+__all__ = ["AttributionsData", "BaselinesData", "Curve", "CurvePoint", "DefensesData", "Estimate", "NORM_LABELS",
            "ExplanationQualityData", "GanData", "PAYLOADS", "PayloadError", "PerformanceData", "Proportion",
            "RobustnessData", "dump_payload", "middle_positive", "norm_label", "payload_model", "validate_payload"]

@@ -205,7 +205,7 @@ class TabularAttack(Open):
     def to_curve(self, path: str) -> Curve:
         positive = self.positive_class or "positive"
         points = [CurvePoint(x=p.budget, robust=p.evasion.complement(), evasion=p.evasion,
-                             source=f"{path}.curve[{i}]") for i, p in enumerate(self.curve)]
+                             source=f"{path}.curve[{i}].evasion") for i, p in enumerate(self.curve)]
         head = next((i for i, p in enumerate(self.curve)
                      if p.evasion.value is not None and p.evasion.value >= TABULAR_HEADLINE_EVASION),
                     len(points) - 1 if points else None)
@@ -250,7 +250,7 @@ class TextAttack(Open):
     def to_curves(self, path: str) -> list[Curve]:
         def curve(run: SubstitutionRun, key: str, sub: str, title: str, context: str, caption: str,
                   headline: bool) -> Curve:
-            points = [CurvePoint(x=p.k, robust=p.robust_accuracy, source=f"{path}.{sub}.curve[{i}]")
+            points = [CurvePoint(x=p.k, robust=p.robust_accuracy, source=f"{path}.{sub}.curve[{i}].robust_accuracy")
                       for i, p in enumerate(run.curve)]
             return Curve(key=key, title=title, x_label="word substitutions (k)", x_symbol="k",
                          y_label="robust accuracy", metric="Robust accuracy", context=context, caption=caption,
@@ -287,7 +287,7 @@ class EmbeddingDiagnostic(Open):
     params: dict[str, Any] = {}
 
     def to_curve(self, path: str) -> Curve:
-        points = [CurvePoint(x=p.eps, robust=p.robust_accuracy, source=f"{path}.curve[{i}]")
+        points = [CurvePoint(x=p.eps, robust=p.robust_accuracy, source=f"{path}.curve[{i}].robust_accuracy")
                   for i, p in enumerate(self.curve)]
         return Curve(key="embedding", title="Embedding-space diagnostic", x_label="ε (L2 in embedding space)",
                      x_symbol="ε", y_label="robust accuracy", metric="Robust accuracy", context="embedding space",
