@@ -29,9 +29,10 @@ Rules per format:
   no duplicates, no encryption, stored or deflated only, members that do not overlap (the
   "overlapping files" bomb), no deflated member expanding more than :data:`MAX_EXPANSION` times
   (deflate cannot exceed ~1032x; a legitimate torch archive is stored), total declared size under
-  :data:`MAX_MODEL_BYTES`. Every member auditkit itself reads is read through ``zipfile``,
-  which never yields more than the declared size and checks the CRC; the libraries' readers
-  (miniz) allocate the declared size, which is bounded above.
+  :data:`MAX_MODEL_BYTES`. Then every member is read once through ``zipfile``, which never
+  yields more than the declared size, and its CRC-32 is checked (torch does not check the CRC
+  of tensor storages: a flipped weight would load silently). The libraries' own readers
+  (miniz) allocate a member's declared size, which is bounded above.
 * **torch.save archive** (zoo ``model.pt``, a state_dict): ``data.pkl`` may import only tensor
   rebuilders, storages and plain containers (:data:`TENSOR_GLOBALS`); anything else (a pickled
   ``nn.Module``, a checkpoint with arbitrary objects) is unsafe. The loader then uses
@@ -581,8 +582,24 @@ def _check_member_ranges(f: IO[bytes], infos: list[zipfile.ZipInfo], cd_offset: 
                                  "truncated?); re-save or re-download it")
 
 
+def _verify_members(archive: _Archive) -> None:
+    """Read every member once (zipfile stops at its declared size) and check its CRC-32.
+
+    torch does not check the CRC of tensor storages: without this, a flipped weight loads silently.
+    """
+    for info in sorted(archive.members.values(), key=lambda i: i.header_offset):
+        try:
+            with archive.zf.open(info) as member:
+                while member.read(1 << 20):
+                    pass
+        except Exception as exc:  # noqa: BLE001  (BadZipFile for a bad CRC, zlib.error, EOFError...)
+            raise ModelLoadError(f"{archive.label}: member {info.filename} is corrupt ({_first_line(exc)}); "
+                                 "re-save or re-download the file") from None
+
+
 def _inspect_zip(mf: ModelFile, trust_pickle: bool) -> None:
     archive = _open_archive(mf.handle, mf.size, str(mf.path))
+    _verify_members(archive)
     rel = archive.rel()
     if "archive_format" in rel or any(n.startswith("models/") for n in rel):
         mf.kind = "export"
@@ -730,6 +747,7 @@ def _check_sample_inputs(data: bytes, label: str, mf: ModelFile, trust_pickle: b
                 "this file", trust_pickle)
         return
     nested = _open_archive(io.BytesIO(data), len(data), label)
+    _verify_members(nested)
     rel = nested.rel()
     if "data.pkl" not in rel:
         raise ModelLoadError(f"{label} is not a torch.save archive (no data.pkl); re-export the model")
@@ -1033,6 +1051,11 @@ def _inspect_legacy(mf: ModelFile, trust_pickle: bool) -> None:
         except Exception:  # noqa: BLE001  (the raw storages that follow, or a truncated file)
             break
     mf.pickle_globals = sorted(set(inspector.found))
+    if first == _LEGACY_TORCH_MAGIC and all(_is_tensor_global(n) for n in mf.pickle_globals):
+        _unsafe(mf, f"{mf.path} is a legacy (non-zip, pre-1.6) torch.save file of tensors; auditkit reads the zip "
+                "format only, whose pickle it can check: re-save it with torch.save(torch.load(PATH, "
+                "weights_only=True), 'weights.pt'), or pass --trust-pickle if you trust this file", trust_pickle)
+        return
     legacy = "a legacy (non-zip) torch.save file" if first == _LEGACY_TORCH_MAGIC else ""
     _unsafe(mf, describe_pickle(mf.path, mf.pickle_globals, legacy), trust_pickle)
 

@@ -1,0 +1,1 @@
+"""Hostile and malformed inputs, built at test time (no binary fixtures are committed)."""
