@@ -168,10 +168,16 @@ def scan(
     policy: Optional[Path] = typer.Option(None, "--policy", help="Gate policy (auditkit.toml or pyproject.toml)."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="Baseline results.json for regression rules."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    output_format: str = typer.Option("text", "--format", help="What stdout gets at the end: text (a summary "
+                                      "for people) or json (one JSON object for scripts: verdict, headlines, "
+                                      "findings, gate, files)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Audit a model: writes OUT/results.json (and reports); exit 0 on success, 1 if --gate fails."""
     from auditkit.files import REPORT_FILES, RESULTS_FILE, check_out_dir
+
+    if output_format not in ("text", "json"):
+        raise BadInputError(f"--format must be text or json, not {output_format!r}")
 
     # Everything that can be refused is refused before the scan spends minutes.
     check_out_dir(out_dir, [RESULTS_FILE, "card.json", *(REPORT_FILES.values() if report else ())])
@@ -205,10 +211,13 @@ def scan(
         from auditkit.report import write_reports
 
         _written.extend(write_reports(result, out_dir, gate_decision=decision).values())
-    if not quiet:
+    if output_format == "json":
+        _print_json_summary(result, out_dir / "results.json", decision)
+    elif not quiet:
         _print_summary(result, out_dir / "results.json")
     if decision is not None:
-        _print_decision(decision)
+        if output_format == "text":
+            _print_decision(decision)
         if result.verdict.status == "incomplete":
             _error_line("incomplete", "the audit is incomplete, so the gate cannot pass it: "
                         + "; ".join(result.verdict.reasons))
@@ -315,6 +324,28 @@ def _print_summary(result, path: Path) -> None:  # type: ignore[no-untyped-def]
         out.print(f"[{colour}]{f.severity}[/] {escape(one_line(f.title))} — {escape(one_line(f.evidence))}",
                   soft_wrap=True)
     out.print(escape(f"results: {one_line(path)}"), soft_wrap=True)
+
+
+def _print_json_summary(result, path: Path, decision) -> None:  # type: ignore[no-untyped-def]
+    """One JSON object on stdout (``--format json``): the summary every report shows (verdict,
+    headlines, findings, masking statement), the gate's rules when gated, and the files written."""
+    from auditkit.summary import summarize
+
+    s = summarize(result)
+    doc = {
+        "model": s.model, "task": s.task, "verdict": s.verdict.model_dump(mode="json"),
+        "headlines": [h.model_dump(mode="json") for h in s.headlines()],
+        "findings": [f.model_dump(mode="json") for f in s.findings],
+        "masking": None if s.masking is None else s.masking.statement,
+        "sections": {sec.name: {"status": sec.status, "takeaway": sec.takeaway} for sec in s.sections},
+        "gate": None if decision is None else {
+            "passed": decision.passed,
+            "rules": [{"name": r.name, "passed": r.passed, "message": r.message} for r in decision.rules]},
+        "results": str(path),
+        "files": [str(p) for p in _written],
+    }
+    sys.stdout.write(json.dumps(doc) + "\n")
+    sys.stdout.flush()
 
 
 @zoo_app.command("list")
