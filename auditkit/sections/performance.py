@@ -17,6 +17,7 @@ class ClassFigures(Strict):
     recall: float | None
     f1: float | None
     recall_ci: Proportion | None = None
+    precision_ci: Proportion | None = None
 
 
 class CalibrationBin(Strict):
@@ -37,6 +38,19 @@ class Calibration(Strict):
     bins: list[CalibrationBin]
 
 
+class OperatingPoint(Strict):
+    """The positive class flagged at the highest score ``threshold`` (softmax probability of the
+    positive class) whose recall on the test split reaches ``target_recall``: what choosing a
+    threshold instead of argmax would give (read it as an indication: a threshold for use is
+    chosen on validation data, not on the test split)."""
+
+    target_recall: float
+    threshold: float
+    recall: float
+    precision: float
+    flagged: int
+
+
 class PerformanceData(Strict):
     """Clean performance on the whole test split. ``predictions``/``labels`` are per test
     sample (``[N]`` class indices), so that a gate can pair two results sample by sample."""
@@ -53,6 +67,7 @@ class PerformanceData(Strict):
     prevalence: float | None = None
     pr_auc: Estimate | None = None
     roc_auc: Estimate | None = None
+    operating_points: list[OperatingPoint] | None = None
 
     def class_figures(self, name: str | None) -> ClassFigures | None:
         """The per-class figures of class ``name`` (None when absent)."""
