@@ -14,6 +14,18 @@ repeats on 2,000 rows.
 Run-dependent values (fit and inference times, whether a pipeline came from the cache) sit
 under ``cost.timings``, which :func:`auditkit.results.strip_timings` removes when two runs are
 compared; the verdict and findings use no timings, so same inputs and seed give the same text.
+
+Findings (each with why it matters, what to do, and its evidence path in results.json):
+
+* a contender (any baseline but the dummy) significantly better than the network on the
+  primary metric: medium ("use the baseline"); one that ties it: low;
+* the network beats every contender: low (nothing to do);
+* the prior-class dummy not significantly worse on the primary metric: high (the network
+  shows no skill at all);
+* with a positive class (primary metric PR-AUC), the dummy not significantly worse on
+  *accuracy* (exact McNemar test, p >= ``DUMMY_ALPHA``): medium. The network may still rank
+  well (its PR-AUC is in the evidence), but its headline accuracy says nothing: on fraud-mlp a
+  model that never flags fraud scores 98.5% against the network's 98.6%.
 """
 
 from __future__ import annotations
@@ -71,6 +83,8 @@ MAX_TRAIN = {"quick": 50_000, "standard": 50_000, "thorough": None}
 APGD_ITERS = {"quick": 20, "standard": 50, "thorough": 100}
 N_BOOT = {"quick": 100, "standard": 200, "thorough": 500}  # resamples of each bootstrap interval
 LATENCY_ROWS = 1000
+DUMMY_ALPHA = 0.05  # McNemar p-value at or above which the dummy ties the network (the tests' own alpha)
+SECTION = "sections.baselines.data"  # where this check's evidence sits in results.json
 # HopSkipJump on a scikit-learn model costs one predict_proba per query batch: few steps.
 HSJ_SETTINGS = {
     "standard": {"steps": 5, "initial_gradient_eval_steps": 25, "max_gradient_eval_steps": 100,
@@ -556,6 +570,9 @@ def _verdict(ctx: ScanContext, fitted: dict[str, FittedBaseline], models: dict[s
     def value(name: str) -> float:
         return models[name]["quality"][primary]["value"]
 
+    def path(name: str) -> str:
+        return f"{SECTION}.baselines.{name}.quality"
+
     findings: list[Finding] = []
     contenders = [n for n in fitted if n != DUMMY]
     outcome = {n: _versus(models, n, primary) for n in contenders}
@@ -564,24 +581,76 @@ def _verdict(ctx: ScanContext, fitted: dict[str, FittedBaseline], models: dict[s
     if winners or ties:
         best = (winners or ties)[0]
         verb = "beats" if winners else "matches"
-        verdict = (f"{TITLES.get(best, best)} {verb} the network on {data} ({metric} {value(best):.3f} vs "
-                   f"{net_value:.3f}, {outcome[best][1]}) with {models[best]['cost']['parameters']:,} learned "
+        title = TITLES.get(best, best)
+        params = models[best]["cost"]["parameters"]
+        verdict = (f"{title} {verb} the network on {data} ({metric} {value(best):.3f} vs "
+                   f"{net_value:.3f}, {outcome[best][1]}) with {params:,} learned "
                    f"parameters against the network's {net_params:,}.")
-        findings.append(Finding(severity="medium", title=f"A classical baseline {verb} the network",
-                                evidence=verdict, section=section))
+        kind = (f"a smaller classical model ({params:,} vs {net_params:,} learned parameters), cheaper to run, "
+                "explain and audit," if params < net_params else "a classical model, simpler to maintain and explain,")
+        findings.append(Finding(
+            severity="medium" if winners else "low", title=f"A classical baseline {verb} the network",
+            evidence=verdict, section=section, evidence_path=path(best),
+            why=(f"{title} is {kind} and it does "
+                 + ("better than the network" if winners else "as well as the network within the test's power")
+                 + f" on {metric}: the network's extra complexity buys nothing measurable on this data."),
+            action=(f"Use the baseline ({title}) unless the network wins on something you need that this section "
+                    "also compares (robustness, latency, importance agreement); otherwise improve the network "
+                    "(data, architecture, tuning) until it beats the baseline with significance, and keep the "
+                    "baseline in the gate.")))
     elif contenders:
         best = max(contenders, key=value)
         verdict = (f"The network beats every baseline on {data} ({metric} {net_value:.3f} vs {value(best):.3f} for "
                    f"the best, {TITLES.get(best, best)}, {outcome[best][1]}).")
-        findings.append(Finding(severity="low", title="The network beats every classical baseline",
-                                evidence=verdict, section=section))
+        findings.append(Finding(
+            severity="low", title="The network beats every classical baseline", evidence=verdict,
+            section=section, evidence_path=path(best),
+            why="The network earns its complexity on this data: no simpler model does as well.",
+            action="Nothing to fix; keep the best baseline's figure as a floor in the gate policy, so that a "
+                   "later model that stops beating it fails."))
     else:
         verdict = "No baseline other than the dummy was fitted."
     if DUMMY in fitted:
-        winner, evidence = _versus(models, DUMMY, primary)
-        if winner != "network":
-            findings.append(Finding(
-                severity="high", title="A constant predictor is not significantly worse than the network",
-                evidence=(f"the prior-class dummy scores {metric} {value(DUMMY):.3f} vs the network's {net_value:.3f} "
-                          f"({evidence}) on {data}"), section=section))
+        findings += _dummy_findings(ctx, models, primary, section)
     return verdict, findings
+
+
+def _dummy_findings(ctx: ScanContext, models: dict[str, dict[str, Any]], primary: str,
+                    section: str) -> list[Finding]:
+    """The network against the constant prior-class predictor: on the primary metric, and on
+    accuracy where the primary metric is PR-AUC (the accuracy a report leads with)."""
+    metric = _metric_name(primary)
+    data = ctx.data.name
+    names = ctx.model.card.class_names
+    majority = names[int(np.bincount(ctx.data.y_train, minlength=len(names)).argmax())] if names else "the majority"
+    dummy_q, net_q = models[DUMMY]["quality"], models[NETWORK]["quality"]
+    findings = []
+    winner, evidence = _versus(models, DUMMY, primary)
+    if winner != "network":
+        findings.append(Finding(
+            severity="high", title="A constant predictor is not significantly worse than the network",
+            evidence=(f"the prior-class dummy (always '{majority}') scores {metric} {dummy_q[primary]['value']:.3f} "
+                      f"vs the network's {net_q[primary]['value']:.3f} ({evidence}) on {data}"),
+            section=section, evidence_path=f"{SECTION}.baselines.{DUMMY}.quality",
+            why=f"Always answering '{majority}' does as well: the network shows no skill on {data}, whatever its "
+                "headline figures look like.",
+            action="Do not ship. Check that the features carry signal and reach the model as trained (preprocessing, "
+                   "column order, labels), then retrain; compare against the dummy again before any other figure."))
+    elif primary == "pr_auc":
+        test = dummy_q["vs_network"]
+        if test["p_value"] >= DUMMY_ALPHA or test["winner"] != "network":
+            acc_d, acc_n = dummy_q["accuracy"]["value"], net_q["accuracy"]["value"]
+            pos = net_q.get("positive_class") or "the positive class"
+            findings.append(Finding(
+                severity="medium", title=f"Accuracy is no better than always predicting '{majority}'",
+                evidence=(f"the prior-class dummy scores accuracy {acc_d:.1%} vs the network's {acc_n:.1%} "
+                          f"(exact McNemar p={test['p_value']:.2g}: the network alone is right on "
+                          f"{test['network_only_correct']} samples, the dummy alone on {test['baseline_only_correct']}) "
+                          f"on {data}; on PR-AUC the network leads, {net_q['pr_auc']['value']:.3f} vs "
+                          f"{dummy_q['pr_auc']['value']:.3f}"),
+                section=section, evidence_path=f"{SECTION}.baselines.{DUMMY}.quality.vs_network",
+                why=f"A model that never predicts '{pos}' scores the same accuracy, so the accuracy figure says "
+                    f"nothing about how well this model finds '{pos}'; readers who stop at it are misled.",
+                action=f"Report and gate on PR-AUC and on '{pos}' recall and precision at a chosen threshold "
+                       "(see the performance findings), not on accuracy."))
+    return findings
