@@ -4,6 +4,23 @@ and the latent space respond to, for a GAN artifact (card task ``gan``).
 A *judge* classifier of the real data turns images into classes and features. It is chosen
 from the card's ``dataset`` (:data:`JUDGES`); without one, the parts that need it (quality,
 coverage, latent attributions) are reported skipped with the reason, and the others still run.
+
+Findings (each with why it matters, what to do, and its evidence path in results.json):
+
+* quality: FID more than ``FID_RATIO_MEDIUM`` times the real-vs-real reference (train vs test
+  images at the same sample count) *and* more than ``FID_REFERENCE_SDS`` standard deviations of
+  the reference above it: medium; beyond ``FID_RATIO_HIGH`` times: high. On gan-digits: FID
+  26.9 against a reference of 12.0 ± 2.2;
+* mode collapse (classes the judge never sees confidently): high;
+* fewer than ``CONFIDENT_LIMIT`` of samples recognised confidently by the judge: medium;
+* memorisation (samples nearer the training images than real test images are): high;
+* a weak discriminator: it calls fewer than ``WEAK_DISCRIMINATOR_REAL`` of the real test images
+  real (upper end of the 95% interval), or separates real from generated images with a ROC-AUC
+  below ``WEAK_DISCRIMINATOR_AUC``: low (only the generator usually ships; the finding matters
+  to whoever reuses the discriminator as a realness filter, and as a training diagnostic);
+* FID from fewer than ``FID_MIN_SAMPLES_PER_DIM`` samples per judge feature: low, about the
+  evaluation (both FIDs are then dominated by estimation noise: on gan-digits, 64 samples give
+  a ratio of 0.9, 512 give 2.2).
 """
 
 from __future__ import annotations
@@ -19,8 +36,15 @@ from auditkit.results import Finding
 
 JUDGES = {"digits": "cnn-digits"}  # reference dataset name -> zoo classifier that judges samples
 MAX_SAMPLES = 2000
-FID_RATIO_LIMIT = 5.0  # FID this many times the real-vs-real reference: samples far from the data
+SAMPLES_PER_SCAN_SAMPLE = 4  # generated images per --samples (up to MAX_SAMPLES)
+FID_RATIO_MEDIUM = 1.5  # FID this many times the real-vs-real reference: samples far from the data
+FID_REFERENCE_SDS = 3.0  # ...and this many reference standard deviations above it (not draw noise)
+FID_RATIO_HIGH = 5.0  # FID this many times the reference: the samples barely resemble the data
 CONFIDENT_LIMIT = 0.8  # fewer confident judge predictions than this: many unrecognisable samples
+WEAK_DISCRIMINATOR_REAL = 0.75  # the discriminator calls fewer real test images real than this
+WEAK_DISCRIMINATOR_AUC = 0.7  # or separates real from generated with a lower ROC-AUC
+FID_MIN_SAMPLES_PER_DIM = 4  # FID from fewer samples than this many per feature is too noisy to judge
+SECTION = "sections.gan.data"  # where this check's evidence sits in results.json
 GRID = 16  # samples shown in the report's grid
 LATENT_SAMPLES = 256  # latents explained by integrated gradients (cost: n_steps passes each)
 
@@ -84,7 +108,7 @@ class GANCheck(Check):
         seed = ctx.config.seed
         dev = ctx.model.device
         latent_dim = int(card.latent_dim or getattr(gan, "latent_dim"))
-        n = min(ctx.config.samples * 4, MAX_SAMPLES)
+        n = min(ctx.config.samples * SAMPLES_PER_SCAN_SAMPLE, MAX_SAMPLES)
         z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed)).to(dev)
         with gm.eval_mode(gan), torch.no_grad():
             samples = torch.cat([gan.generator(z[s : s + 512]) for s in range(0, n, 512)]).float()
@@ -109,10 +133,6 @@ class GANCheck(Check):
             "skipped": {},
         }
         findings: list[Finding] = []
-
-        def finding(severity: str, title: str, evidence: str) -> None:
-            findings.append(Finding(severity=severity, title=title, evidence=evidence, section=self.name))
-
         # Parts that need no judge.
         memo = gm.memorisation(samples.cpu(), x_train.cpu(), x_test.cpu())
         memo["closest_pairs"] = [
@@ -144,31 +164,109 @@ class GANCheck(Check):
             for i in range(min(GRID, n))
         ]
 
-        if "quality" in out:
-            q = out["quality"]
-            if q["fid_ratio"] is not None and q["fid_ratio"] > FID_RATIO_LIMIT:
-                finding("medium", "Generated samples are far from the real data (FID)",
-                        f"FID {q['fid']:.2f} is {q['fid_ratio']:.1f}x the real-vs-real reference "
-                        f"{q['fid_real_vs_real']:.2f} ({judge_name} features, {q['n_samples']} samples)")
-        if "coverage" in out:
-            c = out["coverage"]
-            if c["mode_collapse"]:
-                finding("high", "Mode collapse: the generator misses classes",
-                        f"{c['classes_covered']}/{len(c['histogram'])} classes covered by confident "
-                        f"samples (missing {c['missing_classes']}), class entropy {c['entropy']:.2f} "
-                        f"(1 = uniform), largest class share {c['largest_share']:.2f}")
-            if c["confident_fraction"] < CONFIDENT_LIMIT:
-                finding("medium", "Many generated samples are unrecognisable",
-                        f"only {c['confident_fraction']:.1%} of {c['n_samples']} samples get a judge "
-                        f"confidence >= {c['confidence_threshold']} ({judge_name})")
-        if memo["memorisation_suspected"]:
-            rel = "n/a" if memo["relative_ratio"] is None else f"{memo['relative_ratio']:.2f}"
-            finding("high", "Generated samples copy training images",
-                    f"median nearest-neighbour distance to train / to test is {rel} times that of "
-                    f"real test images (< {gm.MEMO_RATIO} suspected); "
-                    f"{memo['near_copy_fraction']:.1%} of samples are near-copies of training "
-                    f"images (> {gm.MEMO_NEAR_COPY_FRACTION:.0%} suspected)")
+        findings += gan_findings(out, judge_name)
         return out, findings
 
 
-__all__ = ["GANCheck", "JUDGES", "load_judge"]
+def gan_findings(out: dict[str, Any], judge_name: str | None, section: str = "gan") -> list[Finding]:
+    """The findings of a ``gan`` payload ``out`` (rules and thresholds in the module docstring)."""
+    findings: list[Finding] = []
+    q = out.get("quality")
+    if q and q["fid_ratio"] is not None and q["fid"] is not None and q["fid_real_vs_real"] is not None:
+        sd = q["fid_real_vs_real_std"] or 0.0
+        far = q["fid"] > q["fid_real_vs_real"] + FID_REFERENCE_SDS * sd
+        if q["fid_ratio"] > FID_RATIO_HIGH or (q["fid_ratio"] > FID_RATIO_MEDIUM and far):
+            findings.append(Finding(
+                severity="high" if q["fid_ratio"] > FID_RATIO_HIGH else "medium",
+                title=f"Generated samples are far from the real data (FID {q['fid_ratio']:.1f}x the real-vs-real "
+                      "reference)",
+                evidence=f"FID {q['fid']:.1f} against a real-vs-real reference of {q['fid_real_vs_real']:.1f} "
+                         f"± {sd:.1f} (train vs test images, {q['n_reference_draws']} draws of "
+                         f"{q['n_train_reference']}); {q['n_samples']} samples, {judge_name} features",
+                section=section, evidence_path=f"{SECTION}.quality",
+                why="FID measures how far the generated images are from real ones in a classifier's feature space; "
+                    "the reference is what real images of the same count score against each other, so a generator "
+                    "this far above it makes images that are visibly off (odd strokes, blur) or lack the data's "
+                    "variety.",
+                action="Look at the sample grid for what is off, then train longer or with a stabler recipe "
+                       "(spectral normalisation, a two-time-scale learning rate, more discriminator capacity), "
+                       "keep the checkpoint with the lowest FID on held-out data, and re-run the audit until FID "
+                       f"is within {FID_RATIO_MEDIUM:g}x the reference."))
+    if q and q["n_samples"] < FID_MIN_SAMPLES_PER_DIM * q["feature_dim"]:
+        need = -(-FID_MIN_SAMPLES_PER_DIM * q["feature_dim"] // SAMPLES_PER_SCAN_SAMPLE)
+        findings.append(Finding(
+            severity="low", subject="evaluation",
+            title="Too few generated samples for FID to judge quality",
+            evidence=f"FID from {q['n_samples']} samples in {q['feature_dim']} feature dimensions (at least "
+                     f"{FID_MIN_SAMPLES_PER_DIM * q['feature_dim']} needed); FID {q['fid']:.1f}, reference "
+                     f"{q['fid_real_vs_real']:.1f}",
+            section=section, evidence_path=f"{SECTION}.quality.n_samples",
+            why="With fewer samples than a few per feature dimension, both the FID and its real-vs-real reference "
+                "are dominated by estimation noise, so their comparison cannot show a poor generator.",
+            action=f"Re-run with --samples {need} or more ({SAMPLES_PER_SCAN_SAMPLE} generated images per sample) "
+                   "before reading the quality figures."))
+    c = out.get("coverage")
+    if c and c["mode_collapse"]:
+        findings.append(Finding(
+            severity="high", title="Mode collapse: the generator misses classes",
+            evidence=f"{c['classes_covered']}/{len(c['histogram'])} classes covered by confident samples (missing "
+                     f"{c['missing_classes']}), class entropy {c['entropy']:.2f} (1 = uniform), largest class share "
+                     f"{c['largest_share']:.2f}",
+            section=section, evidence_path=f"{SECTION}.coverage",
+            why="A collapsed generator produces only part of the data's variety: anything built on its samples "
+                "(augmentation, synthetic data) under-represents the missing classes.",
+            action="Retrain with collapse countermeasures (minibatch discrimination or a conditional GAN, spectral "
+                   "normalisation, a lower generator learning rate) and check coverage again."))
+    if c and c["confident_fraction"] is not None and c["confident_fraction"] < CONFIDENT_LIMIT:
+        findings.append(Finding(
+            severity="medium", title="Many generated samples are unrecognisable",
+            evidence=f"only {c['confident_fraction']:.1%} of {c['n_samples']} samples get a judge confidence >= "
+                     f"{c['confidence_threshold']} ({judge_name})",
+            section=section, evidence_path=f"{SECTION}.coverage.confident_fraction",
+            why="Samples a classifier of the real data cannot place in any class are unlikely to look like real "
+                "data to people either.",
+            action="Inspect the low-confidence samples in the grid; train longer or with a stabler recipe, or filter "
+                   "samples by judge confidence before use."))
+    memo = out["memorisation"]
+    if memo["memorisation_suspected"]:
+        rel = "n/a" if memo["relative_ratio"] is None else f"{memo['relative_ratio']:.2f}"
+        findings.append(Finding(
+            severity="high", title="Generated samples copy training images",
+            evidence=f"median nearest-neighbour distance to train / to test is {rel} times that of real test images "
+                     f"(< {gm.MEMO_RATIO} suspected); {memo['near_copy_fraction']:.1%} of samples are near-copies of "
+                     f"training images (> {gm.MEMO_NEAR_COPY_FRACTION:.0%} suspected)",
+            section=section, evidence_path=f"{SECTION}.memorisation",
+            why="A generator that reproduces training images leaks them: a privacy and licensing risk, and it adds "
+                "no new data.",
+            action="Look at the closest pairs; de-duplicate the training set, stop training earlier or regularise "
+                   "(differential privacy for sensitive data), and re-check memorisation."))
+    realness = out["discriminator"]["realness"]
+    share, auc, n_real = realness.get("real_judged_real"), realness.get("auc_real_vs_fake"), realness["n_real"]
+    if share is not None or auc is not None:
+        from auditkit.sections.common import Proportion
+
+        called = Proportion.of_fraction(share, n_real) if share is not None else None
+        weak_real = called is not None and called.ci_high is not None and called.ci_high < WEAK_DISCRIMINATOR_REAL
+        weak_auc = auc is not None and auc < WEAK_DISCRIMINATOR_AUC
+        if weak_real or weak_auc:
+            calls = (f"calls {share:.0%} of {n_real} real test images real (95% CI [{called.ci_low:.2f}, "
+                     f"{called.ci_high:.2f}])" if called is not None and called.ci_low is not None else "")
+            fake = realness.get("fake_judged_fake")
+            evidence = "; ".join(x for x in (
+                calls, f"calls {fake:.0%} of {realness['n_fake']} generated images fake" if fake is not None else "",
+                f"ROC-AUC real vs generated {auc:.2f}" if auc is not None else "") if x)
+            findings.append(Finding(
+                severity="low",
+                title=(f"Weak discriminator: it calls only {share:.0%} of real images real" if weak_real
+                       else f"Weak discriminator: it barely tells real from generated (ROC-AUC {auc:.2f})"),
+                evidence=evidence, section=section, evidence_path=f"{SECTION}.discriminator.realness",
+                why="The discriminator is the GAN's learned test of realness. Used as a realness or anomaly filter, "
+                    "it would reject real inputs as often as stated here; as a training diagnostic, a discriminator "
+                    "this unsure gave the generator little signal, which fits samples far from the data.",
+                action="Do not ship the discriminator as a filter without recalibrating its threshold on real data; "
+                       "when retraining, give it more capacity or updates (or a lower generator learning rate) and "
+                       "track FID against the reference rather than the discriminator's loss."))
+    return findings
+
+
+__all__ = ["GANCheck", "JUDGES", "gan_findings", "load_judge"]

@@ -479,8 +479,9 @@ def discriminator_attributions(
         n_examples: images per group kept as per-sample maps.
 
     Returns:
-        ``realness`` (mean ``sigmoid(d)`` on all real and all fake images, and the ROC-AUC of
-        ``d`` separating them: 0.5 = the discriminator cannot tell), and per group
+        ``realness`` (mean ``sigmoid(d)`` on all real and all fake images, the shares of real
+        images it judges real and of fake images it judges fake (logit > 0 / <= 0), and the
+        ROC-AUC of ``d`` separating them: 0.5 = the discriminator cannot tell), and per group
         ``{"real"|"fake": {"mean_abs_map": {method: [H][W]}, "examples": [{"input", "realness",
         "maps": {method: [H][W]}}]}}`` (maps summed over channels, rounded); methods that cannot
         run are listed in ``skipped`` with the reason.
@@ -509,6 +510,9 @@ def discriminator_attributions(
             "mean_on_real": _num(sig(d_real).mean()),
             "mean_on_fake": _num(sig(d_fake).mean()),
             "auc_real_vs_fake": _num(roc_auc_score(y, np.r_[d_real, d_fake])),
+            # The discriminator's own decisions (logit > 0, i.e. sigmoid > 0.5).
+            "real_judged_real": _num((d_real > 0).mean()),
+            "fake_judged_fake": _num((d_fake <= 0).mean()),
             "n_real": int(len(d_real)),
             "n_fake": int(len(d_fake)),
         },

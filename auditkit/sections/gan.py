@@ -50,11 +50,21 @@ class Memorisation(Strict):
 
 
 class Realness(Strict):
+    """The discriminator on all real test and all generated images: mean ``sigmoid(d)``, the
+    shares it judges real / fake (logit > 0 / <= 0), and the ROC-AUC of ``d`` separating them."""
+
     mean_on_real: float | None
     mean_on_fake: float | None
     auc_real_vs_fake: float | None
     n_real: int
     n_fake: int
+    real_judged_real: float | None = None
+    fake_judged_fake: float | None = None
+
+    @property
+    def real_called_real(self) -> Proportion | None:
+        """Share of real images the discriminator calls real, with its interval."""
+        return None if self.real_judged_real is None else Proportion.of_fraction(self.real_judged_real, self.n_real)
 
 
 class DiscriminatorMaps(Strict):
