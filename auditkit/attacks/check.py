@@ -9,6 +9,23 @@
 - tabular: the constrained threat model of the card's feature schema (evade the positive class);
 - text: token substitutions under a budget of k (plus an embedding-space diagnostic);
 - GAN: attacks on the discriminator (real judged fake and back).
+
+Findings (each with why it matters, what to do, and its evidence path in results.json):
+
+* per norm, robust accuracy at the headline eps (the middle positive eps of the grid): high
+  below ``COLLAPSE_FRACTION`` of clean accuracy, medium more than ``ROBUST_DROP_MEDIUM`` below
+  clean, low otherwise;
+* per norm, robustness that collapses (robust accuracy, upper end of its 95% interval, below
+  ``COLLAPSE_FRACTION`` of clean) at
+  an eps of the audited grid — the card's epsilons, which the card calls meaningful, or
+  ``--eps`` — other than the headline eps: high when it collapses below the headline eps (the
+  headline understates how early it breaks), medium when it holds at the headline eps but
+  collapses at a larger eps of the grid;
+* suspected gradient masking: high; a failed masking check without suspicion: medium, about
+  the evaluation; an attack that raised: about the evaluation; a randomised forward: medium;
+* tabular: the share of caught positives that evade at the smallest budget where at least half
+  do (high) or at the largest budget (medium); text: robust accuracy under the largest
+  substitution budget (high below 50%, low otherwise).
 """
 
 from __future__ import annotations
@@ -24,6 +41,17 @@ from auditkit.checks import Check, ScanContext, register_check
 from auditkit.results import Finding
 
 NORMS = ("linf", "l2")
+COLLAPSE_FRACTION = 0.5  # robust accuracy below this fraction of clean accuracy: robustness collapsed
+ROBUST_DROP_MEDIUM = 0.1  # robust accuracy this far below clean at the headline eps: medium
+SECTION = "sections.robustness.data"  # where this check's evidence sits in results.json
+NORM_NAMES = {"linf": "L∞", "l2": "L2"}
+
+
+def _adv_training_action(norm: str, eps: float) -> str:
+    return (f"Retrain with adversarial training (PGD-AT or TRADES) at {NORM_NAMES.get(norm, norm)} eps={eps:g} or "
+            "the largest budget you must withstand, then re-run this audit; `--defense adversarial-training` "
+            "compares a model with its <name>-at counterpart (the zoo's cnn-digits-at shows the recipe). Do not "
+            "rely on input purification (bit squeezing, filters): adaptive attacks go through it.")
 
 
 def _middle(values: list[float]) -> float:
@@ -111,23 +139,64 @@ class Robustness(Check):
                 where = f" ({err['norm']})" if err.get("norm") else ""
                 ctx.mark_incomplete(f"gradient-masking check {err['check']}{where} could not run: {err['error']}")
         for norm, result in ensembles.items():
-            eps = _middle(result.epsilons)
-            point = result.curve([eps])[0]
-            clean = result.curve([0.0])[0]
-            severity = "high" if point["robust_accuracy"] < 0.5 * clean["robust_accuracy"] else "medium"
-            bound = "" if point["complete"] else "at most "
-            protocol = (f" under EOT ({eot.samples} passes per gradient, majority of {eot.votes} forwards per "
-                        "decision)" if eot is not None else "")
-            missing = (f"; without {', '.join(point['missing_attacks'])}, which raised: an upper bound"
-                       if not point["complete"] else "")
-            findings.append(Finding(
-                severity=severity,
-                title=f"Robust accuracy {bound}{point['robust_accuracy']:.1%} at {norm} eps={eps:g}",
-                evidence=f"worst case over {len(result.attacks)} attacks ({', '.join(result.attacks)}){protocol} on "
-                         f"{point['n']} samples, 95% CI [{point['ci_low']:.3f}, {point['ci_high']:.3f}]; "
-                         f"clean {clean['robust_accuracy']:.1%}{missing}",
-                section=self.name))
+            findings += self._norm_findings(norm, result, eot)
         return out, findings
+
+    def _norm_findings(self, norm: str, result: EnsembleResult, eot: EOT | None) -> list[Finding]:
+        """The headline figure of one norm and, where it is not the headline eps, the eps at
+        which robustness collapses (rules in the module docstring)."""
+        curve = result.curve()
+        eps = _middle(result.epsilons)
+        i = min(range(len(curve)), key=lambda k: abs(curve[k]["eps"] - eps))
+        point, clean = curve[i], result.curve([0.0])[0]
+        acc0 = clean["robust_accuracy"]
+        path = f"{SECTION}.threat_models.{norm}.curve"
+        # A collapse is claimed on the upper end of the interval: a few samples cannot raise it.
+        collapsed = [k for k, p in enumerate(curve) if p["eps"] > 0 and p["ci_high"] < COLLAPSE_FRACTION * acc0]
+        first = collapsed[0] if collapsed else None
+        robust = point["robust_accuracy"]
+        severity = ("high" if robust < COLLAPSE_FRACTION * acc0 else
+                    "medium" if robust < acc0 - ROBUST_DROP_MEDIUM else "low")
+        bound = "" if point["complete"] else "at most "
+        protocol = (f" under EOT ({eot.samples} passes per gradient, majority of {eot.votes} forwards per "
+                    "decision)" if eot is not None else "")
+        missing = (f"; without {', '.join(point['missing_attacks'])}, which raised: an upper bound"
+                   if not point["complete"] else "")
+        name = NORM_NAMES.get(norm, norm)
+        grid = ", ".join(f"{p['eps']:g}" for p in curve if p["eps"] > 0)
+        findings = [Finding(
+            severity=severity,
+            title=f"Robust accuracy {bound}{robust:.1%} at {norm} eps={eps:g}",
+            evidence=f"worst case over {len(result.attacks)} attacks ({', '.join(result.attacks)}){protocol} on "
+                     f"{point['n']} samples, 95% CI [{point['ci_low']:.3f}, {point['ci_high']:.3f}]; "
+                     f"clean {acc0:.1%}{missing}",
+            section=self.name, evidence_path=f"{path}[{i}]",
+            why=(f"An attacker who may change each input by {name} {eps:g} (the middle of the audited budgets "
+                 f"{grid}) leaves the model right on only {robust:.0%} of samples, against {acc0:.0%} clean: its "
+                 "answers cannot be trusted where inputs can be manipulated."
+                 if severity != "low" else
+                 f"The model keeps most of its accuracy under {name} perturbations of {eps:g}: it resists this "
+                 "budget."),
+            action=(_adv_training_action(norm, eps) if severity != "low" else
+                    "Nothing to fix at this budget; keep robust accuracy at this eps in the gate policy so that a "
+                    "regression fails."))]
+        if first is not None and first != i:
+            p = curve[first]
+            below = p["eps"] < eps
+            findings.append(Finding(
+                severity="high" if below else "medium",
+                title=f"{name} robustness collapses at eps={p['eps']:g}, "
+                      + ("below the headline eps" if below else "within the audited budgets"),
+                evidence=f"robust accuracy {p['robust_accuracy']:.1%} at eps {p['eps']:g} (95% CI "
+                         f"[{p['ci_low']:.3f}, {p['ci_high']:.3f}], {p['n']} samples) against {acc0:.1%} clean: "
+                         f"below {COLLAPSE_FRACTION:.0%} of clean accuracy; audited budgets {grid}",
+                section=self.name, evidence_path=f"{path}[{first}]",
+                why=(f"The audited budgets (the card's epsilons or --eps) are the perturbations the model is meant "
+                     f"to withstand; at {name} eps={p['eps']:g} an attacker already takes more than half of its "
+                     "accuracy" + (f", before the headline eps {eps:g}." if below else
+                                   f": robust at {eps:g}, it fails at a budget the card still lists.")),
+                action=_adv_training_action(norm, max(p["eps"], eps))))
+        return findings
 
     def _randomised_finding(self, determinism: dict[str, Any], eot: EOT) -> Finding:
         diff = determinism["max_abs_logit_diff"]
@@ -185,9 +254,22 @@ class Robustness(Check):
         if masking.get("suspected"):
             return [Finding(
                 severity="high", title="Gradient masking suspected: gradient-attack numbers overstate robustness",
-                evidence="; ".join(f"{c['name']}: {c['evidence']}" for c in failed), section=self.name)]
-        return [Finding(severity="medium", title=f"Robustness evaluation check failed: {c['name']}",
-                        evidence=c["evidence"], section=self.name) for c in failed]
+                evidence="; ".join(f"{c['name']}: {c['evidence']}" for c in failed), section=self.name,
+                evidence_path=f"{SECTION}.masking.checks",
+                why="The model's gradients hide its weaknesses (flat, noisy or non-differentiable steps), so "
+                    "gradient attacks fail for reasons other than robustness: the robust accuracy above is an upper "
+                    "bound a better attack can break (Athalye et al. 2018).",
+                action="Do not quote the robust accuracy. Look for non-differentiable or randomised steps in the "
+                       "forward (quantisation, argmax, clipping, test-time noise) and remove them or attack through "
+                       "them (BPDA, EOT); re-run with --budget thorough and compare the black-box attacks' figures.")]
+        index = {c["name"]: k for k, c in enumerate(masking["checks"])}
+        return [Finding(
+            severity="medium", title=f"Robustness evaluation check failed: {c['name']}", evidence=c["evidence"],
+            section=self.name, subject="evaluation", evidence_path=f"{SECTION}.masking.checks[{index[c['name']]}]",
+            why="One of the sanity checks of the attack evaluation (Carlini et al. 2019) failed: the robust "
+                "accuracy may be off, although the failures do not add up to suspected gradient masking.",
+            action="Read the check's evidence; re-run with --budget thorough (more steps and restarts) and see "
+                   "whether it still fails before relying on the robustness figures.") for c in failed]
 
     # ------------------------------------------------------------------ tabular
     def _tabular(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
@@ -214,16 +296,32 @@ class Robustness(Check):
         curve = result.get("curve") or []
         if curve:
             # The smallest budget at which most caught cases slip through says most to a reader.
-            point = next((p for p in curve if p["evasion"]["value"] >= 0.5), curve[-1])
+            k = next((k for k, p in enumerate(curve) if p["evasion"]["value"] >= 0.5), len(curve) - 1)
+            point = curve[k]
             ev = point["evasion"]
+            positive = card.positive_class or "positive"
+            changeable = result.get("changeable_features") or []
+            median = result.get("median_cost")
             findings.append(Finding(
                 severity="high" if ev["value"] >= 0.5 else "medium",
-                title=f"{ev['value']:.0%} of caught {card.positive_class or 'positive'} cases evade "
+                title=f"{ev['value']:.0%} of caught {positive} cases evade "
                       f"with changes costing ≤ {point['budget']:g} feature units",
                 evidence=f"{ev['n']} true positives attacked, only attacker-changeable features moved "
                          f"within their ranges and kinds; 95% CI [{ev['ci_low']:.3f}, {ev['ci_high']:.3f}]; "
-                         f"median cheapest change {result.get('median_cost')}",
-                section=self.name))
+                         f"median cheapest change {median:.3g}" if isinstance(median, (int, float)) else
+                         f"{ev['n']} true positives attacked, only attacker-changeable features moved "
+                         f"within their ranges and kinds; 95% CI [{ev['ci_low']:.3f}, {ev['ci_high']:.3f}]",
+                section=self.name, evidence_path=f"{SECTION}.tabular.curve[{k}]",
+                why=f"Someone who controls the changeable features ({', '.join(changeable[:5])}"
+                    f"{', ...' if len(changeable) > 5 else ''}) can turn a caught {positive} case into a missed one "
+                    f"with a change this small: against an adaptive adversary the model gives little protection."
+                    if changeable else
+                    f"An adversary can turn a caught {positive} case into a missed one with a change this small: "
+                    "against an adaptive adversary the model gives little protection.",
+                action="Make the decision rest more on features the attacker cannot change, and retrain with "
+                       "adversarial training under this constrained threat model (the zoo's fraud-mlp-at is the "
+                       "recipe; `--defense adversarial-training` compares the two); meanwhile send cases near the "
+                       "decision threshold to a second check."))
         return {"budget": ctx.config.budget, "tabular": result}, findings
 
     # ------------------------------------------------------------------ text
@@ -248,12 +346,23 @@ class Robustness(Check):
         findings = []
         # The label-preserving run is the real attack; without a rule for this vocabulary the
         # unconstrained one is all there is, and it is only an upper bound on vulnerability.
-        run = out["text"].get("label_preserving") or out["text"]["unconstrained"]
+        key = "label_preserving" if out["text"].get("label_preserving") else "unconstrained"
+        run = out["text"][key]
         if run["curve"]:
             last = run["curve"][-1]
             acc = last["robust_accuracy"]
+            weak = acc["value"] < 0.5
             findings.append(Finding(
-                severity="high" if acc["value"] < 0.5 else "low",
+                severity="high" if weak else "low",
+                evidence_path=f"{SECTION}.text.{key}.curve[{len(run['curve']) - 1}]",
+                why=(f"Changing {last['k']} word(s) for near-synonyms flips most of the model's answers: anyone who "
+                     "writes the input can steer it." if weak else
+                     f"Up to {last['k']} word substitution(s) among embedding neighbours rarely change the "
+                     "model's answer."),
+                action=("Retrain with substitution-augmented or adversarial training (synonym swaps of the "
+                        "audited kind), or certify against word substitutions, then re-run this audit."
+                        if weak else "Nothing to fix at this budget; keep it in the gate policy so that a "
+                        "regression fails."),
                 title=f"Robust accuracy {acc['value']:.1%} under {last['k']} word substitution(s)",
                 evidence=("label-preserving substitutions among embedding neighbours" if allowed is not None
                           else "substitutions among embedding neighbours with no label-preserving rule for "
