@@ -259,7 +259,8 @@ def test_skipped_sections_say_why(zoo_results: dict[str, AuditResult], zoo_html:
 
 def test_unknown_sections_and_unexpected_data_render_generically(zoo_results: dict[str, AuditResult]) -> None:
     result = copy.deepcopy(zoo_results["cnn-digits"])
-    result.sections["defenses"] = Section(name="defenses", data={
+    result.sections.pop("defenses")
+    result.sections["my-defenses"] = Section(name="my-defenses", data={  # a plugin's section
         "method": "adversarial-training", "epochs": 2,
         "robust_accuracy": {"value": 0.41, "ci_low": 0.3, "ci_high": 0.52, "n": 64},
         "models": {"pgd-at": {"clean": {"value": 0.9, "ci_low": 0.85, "ci_high": 0.94, "n": 64}, "seconds": 3.2,
@@ -272,19 +273,20 @@ def test_unknown_sections_and_unexpected_data_render_generically(zoo_results: di
     result.sections["performance"].data = {"accuracy": "high", "per_class": 5, "calibration": [1, 2]}
     with pytest.warns(UserWarning, match="performance"):
         html = render_html(result)
-    assert "<h2>Defenses" in html and "adversarial-training" in html
+    assert "<h2>My defenses" in html and "adversarial-training" in html
     assert "41.0%" in html and "30.0–52.0%" in html  # CI figure of an unknown section
     # one comparison table (a row per model), and each model's curve drawn with its source path
     assert "<td>pgd-at</td>" in html and "<td>trades</td>" in html and "90.0% (85.0%–94.0%, n = 64)" in html
     sources = [src for _, _, src in figures(html)]
-    assert {"sections.defenses.data.models.pgd-at.curve", "sections.defenses.data.models.trades.curve"} <= set(sources)
+    assert {"sections.my-defenses.data.models.pgd-at.curve",
+            "sections.my-defenses.data.models.trades.curve"} <= set(sources)
     assert "nested" in html
     assert "This check did not run (failed): sklearn exploded." in html
     assert html.count('class="note note-render-error"') == 1  # performance only, with its data shown
     figs = figures(html)
     assert len(figs) == html.count('class="chart"')  # no orphaned figure from the failed builder
     md = render_markdown(result)
-    assert "defenses: robust accuracy" in md
+    assert "my-defenses: robust accuracy" in md
     junit = ET.fromstring(render_junit(result))
     assert junit.find("testsuite[@name='checks']/testcase[@name='baselines']/error").get("message") == "sklearn exploded"
 

@@ -53,6 +53,28 @@ def test_report_renders_in_chromium(name: str, zoo_results: dict[str, AuditResul
         page.wait_for_function(f"""() => document.querySelectorAll('.js-plotly-plot').length >= {n_figures}
             && Array.from(document.querySelectorAll('div.chart')).every(
                 d => d.querySelector('svg.main-svg') && d.data && d.data.length > 0)""", timeout=60_000)
+        # The decision first: the verdict banner and the top finding within the first 1,000 px.
+        first_screen = page.evaluate("""() => {
+            const v = document.querySelector('.verdict'), f = document.querySelector('#sec-summary li.finding');
+            return {verdict: v ? v.getBoundingClientRect().bottom : null,
+                    finding: f ? f.getBoundingClientRect().top : null,
+                    status: v ? v.className : null}}""")
+        assert first_screen["verdict"] is not None and first_screen["verdict"] < 1000, first_screen
+        assert f"verdict-{zoo_results[name].verdict.status}" in first_screen["status"]
+        if zoo_results[name].findings:
+            assert first_screen["finding"] is not None and first_screen["finding"] < 1000, first_screen
+        page.screenshot(path=str(artifacts_dir / f"report-{name}-first-screen.png"))
+        # Every section with charts opens with one, drawn and visible (the rest collapsed).
+        lead = page.evaluate("""() => Array.from(document.querySelectorAll('main > section')).map(s => ({
+            id: s.id, charts: s.querySelectorAll('div.chart').length,
+            visible: Array.from(s.querySelectorAll('div.chart')).filter(
+                d => !d.closest('details:not([open])') && d.getBoundingClientRect().width > 100).length}))""")
+        for sec in lead:
+            if sec["charts"]:
+                assert sec["visible"] >= 1, sec
+        # Details are collapsed; opening them lays their charts out at full width.
+        page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true; })")
+        page.wait_for_timeout(300)
         drawn = page.evaluate("""() => Array.from(document.querySelectorAll('div.chart')).map(d => ({
             id: d.id, plot: d.classList.contains('js-plotly-plot'),
             svg: !!d.querySelector('svg.main-svg'), width: d.getBoundingClientRect().width,

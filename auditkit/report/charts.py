@@ -670,3 +670,35 @@ __all__ = [
     "finite_float", "ig_history", "image_grid", "latent_importance", "line_chart", "pack", "randomisation", "reliability",
     "robustness_curve", "sample_grid", "sig", "signed_feature_bars", "sum_channels", "timings", "token_importance",
 ]
+
+
+def defense_comparison(rows: list[dict[str, Any]], y_title: str, source: str) -> Chart:
+    """Grouped bars, one group per defense at its headline point: the undefended model, the
+    defense under a non-adaptive evaluation and under the adaptive attack, each with its 95%
+    interval. ``rows``: ``{"name", "undefended", "non_adaptive", "adaptive"}``, the last three
+    ``{"value", "ci_low", "ci_high"}`` proportions or None. The gap between the last two bars is
+    how much a non-adaptive evaluation would overstate the defense."""
+    fig = go.Figure()
+    names = [r["name"] for r in rows]
+    for i, (key, label) in enumerate((("undefended", "undefended model"),
+                                      ("non_adaptive", "defended, non-adaptive attack"),
+                                      ("adaptive", "defended, adaptive attack (the honest figure)"))):
+        ys, plus, minus = [], [], []
+        for r in rows:
+            p = r.get(key) or {}
+            v, lo, hi = p.get("value"), p.get("ci_low"), p.get("ci_high")
+            ys.append(v)
+            plus.append(None if v is None or hi is None else hi - v)
+            minus.append(None if v is None or lo is None else v - lo)
+        fig.add_trace(go.Bar(x=names, y=sig(ys), name=label, marker={"color": [COLORWAY[9], COLORWAY[1], COLORWAY[0]][i]},
+                             error_y={"type": "data", "array": sig(plus), "arrayminus": sig(minus), "visible": True,
+                                      "thickness": 1.2, "width": 4},
+                             hovertemplate="%{x}<br>" + label + ": %{y:.1%}<extra></extra>"))
+    fig.update_layout(barmode="group", height=340, legend=_legend_top(),
+                      margin={"l": 70, "r": 20, "t": 40, "b": 60},
+                      xaxis={"title": {"text": "defense (headline point)"}},
+                      yaxis={"title": {"text": y_title}, "range": [0, 1.05], "tickformat": ".0%"})
+    return Chart(_spec(fig), "Each defense at its headline point: the undefended model, the defended model under "
+                 "a non-adaptive evaluation, and under the adaptive attack (error bars: 95% intervals). Where the "
+                 "middle bar stands above the right one, a non-adaptive evaluation would overstate the defense.",
+                 source, 340)

@@ -37,7 +37,7 @@ from auditkit.report.markdown import (
     model_title,
 )
 from auditkit.results import SEVERITIES, AuditResult, Section
-from auditkit.sections import NORM_LABELS
+from auditkit.sections import NORM_LABELS, DefensesData
 from auditkit.sections.explanation_quality import (
     BEATS_RANDOM_RULE,
     RHO_ABS_LABEL,
@@ -45,7 +45,15 @@ from auditkit.sections.explanation_quality import (
     DeletionInsertion,
 )
 from auditkit.sections.robustness import Masking, NormBallThreatModel
-from auditkit.summary import TITLES, AuditSummary, display_order, format_interval, format_value, summarize
+from auditkit.summary import (
+    TITLES,
+    AuditSummary,
+    SectionSummary,
+    display_order,
+    format_interval,
+    format_value,
+    summarize,
+)
 
 Block = dict[str, Any]
 JSON_LIMIT = 20_000  # characters of a collapsible JSON blob; the rest is in results.json
@@ -882,8 +890,8 @@ def _card_blocks(card: dict[str, Any]) -> list[Block]:
 def _summary_blocks(result: AuditResult, gate_decision: Any, order: list[str], summary: AuditSummary) -> list[Block]:
     blocks: list[Block] = []
     v = summary.verdict
-    blocks.append(_note(f"Verdict: {v.status.upper()}" + (f" — {'; '.join(v.reasons)}" if v.reasons else ""),
-                        "info" if v.status == "pass" else "warn"))
+    blocks.append({"kind": "verdict", "status": v.status, "label": f"Verdict: {v.status.upper()}",
+                   "meaning": VERDICT_MEANING[v.status], "reasons": list(v.reasons), "source": "verdict"})
     heads = summary.headlines()
     if heads:
         blocks.append({"kind": "metrics", "items": [
@@ -902,14 +910,8 @@ def _summary_blocks(result: AuditResult, gate_decision: Any, order: list[str], s
     groups = summary.findings_by_severity()
     blocks.append(_heading("Findings"))
     if summary.findings:
-        rows = []
-        for sev in SEVERITIES:
-            for f in groups[sev]:
-                sid = _anchor(f.section)
-                rows.append([_badge(sev), f.title, f.evidence,
-                             {"text": f.section, "href": f"#{sid}" if f.section in result.sections else None}])
         counts = ", ".join(f"{len(groups[s])} {s}" for s in SEVERITIES)
-        blocks.append(_table(["severity", "finding", "evidence", "section"], rows, caption=counts, source="findings"))
+        blocks.append(_findings_block(result, [f for sev in SEVERITIES for f in groups[sev]], counts))
     else:
         blocks.append(_note("No findings: no check reported anything a reader must know first."))
     if summary.masking is not None and summary.masking.outcome != "clean":
@@ -920,6 +922,27 @@ def _summary_blocks(result: AuditResult, gate_decision: Any, order: list[str], s
                            s.reason] for n in order for s in [result.sections[n]]],
                          source="sections"))
     return blocks
+
+
+VERDICT_MEANING = {
+    "pass": "Every core check ran in full and nothing about the model needs attention.",
+    "attention": "The model can ship only after someone has read the findings below.",
+    "fail": "Do not ship as is: at least one high-severity finding about the model (or the gate failed).",
+    "incomplete": "A core check could not run in full: this audit cannot vouch for the model.",
+}
+SUBJECT_TAG = {"model": "", "defense": "about an optional defense", "evaluation": "about the audit itself"}
+
+
+def _findings_block(result: AuditResult, findings: list[Any], caption: str) -> Block:
+    """Findings in display order, each with why it matters, what to do and where its evidence is."""
+    items = []
+    for f in findings:
+        href = f"#{_anchor(f.section)}" if f.section in result.sections else None
+        items.append({"severity": f.severity, "title": f.title, "subject": SUBJECT_TAG.get(f.subject, f.subject),
+                      "why": f.why or "", "action": f.action or "", "evidence": f.evidence,
+                      "evidence_path": f.evidence_path or f"sections.{f.section}", "section": f.section,
+                      "href": href})
+    return {"kind": "findings", "items": items, "caption": caption, "source": "findings"}
 
 
 def _provenance_blocks(result: AuditResult, page: _Page) -> list[Block]:
@@ -941,7 +964,98 @@ def _provenance_blocks(result: AuditResult, page: _Page) -> list[Block]:
 # --------------------------------------------------------------------------- page
 
 
+def _pct(p: Any) -> str:
+    """A proportion with its interval: ``"62.5% (45.3–77.1%)"``."""
+    if p is None or p.value is None:
+        return "—"
+    ci = format_interval(p.ci_low, p.ci_high, "proportion")
+    return format_value(p.value, "proportion") + (f" ({ci})" if ci else "")
+
+
+FIGURE_WORDS = {"robust": "robust accuracy", "certified": "certified accuracy", "evasion": "evasion rate"}
+
+
+def _defenses(d: dict[str, Any], ctx: _Ctx) -> list[Block]:
+    """Defenses: one comparison chart and one table at each defense's headline point first, then
+    each defense's curves and verdict (collapsed by the section layout)."""
+    data = DefensesData.model_validate(d)
+    heads = data.headlines()
+    blocks: list[Block] = []
+    if heads:
+        figures = {h.figure for h in heads.values()}
+        y_title = FIGURE_WORDS[next(iter(figures))] if len(figures) == 1 else "accuracy under attack"
+        rows = [{"name": f"{name} ({h.x_symbol} {h.x:g})" if h.x_symbol != "cost ≤" else f"{name} (cost ≤ {h.x:g})",
+                 "undefended": None if h.undefended is None else h.undefended.model_dump(),
+                 "non_adaptive": None if h.non_adaptive is None else h.non_adaptive.model_dump(),
+                 "adaptive": h.value.model_dump()} for name, h in heads.items()]
+        chart = ctx.page.figure(charts.defense_comparison(rows, y_title, ctx.src("defenses")))
+        chart["lead"] = True
+        blocks.append(chart)
+    table_rows = []
+    for name, entry in data.defenses.items():
+        h = heads.get(name)
+        over = entry.max_overstatement
+        cost = (f"{1000 * entry.seconds_per_sample:.3g} ms per sample" if entry.seconds_per_sample is not None
+                else f"training {entry.training_cost_ratio:.3g}x" if entry.training_cost_ratio is not None else "—")
+        table_rows.append([
+            name, entry.kind,
+            _badge("skipped") if entry.status != "ok" else
+            _badge("pass" if entry.real_gain else "fail", "real gain" if entry.real_gain else "no real gain"),
+            "—" if h is None else f"{FIGURE_WORDS[h.figure]} at {h.x_symbol} {h.x:g}",
+            "—" if h is None else _pct(h.value),
+            "—" if h is None else _pct(h.non_adaptive),
+            "—" if h is None else _pct(h.undefended),
+            "—" if over is None else f"{over.points:+.0f} points",
+            f"{_pct(entry.clean_accuracy)} vs {_pct(entry.undefended_clean_accuracy)}",
+            cost,
+        ])
+    table = _table(["defense", "kind", "outcome", "figure", "adaptive attack", "non-adaptive", "undefended",
+                    "overstated by (max)", "clean accuracy (defended vs not)", "cost"], table_rows,
+                   caption="Each defense at its headline point; 'adaptive attack' is the figure to believe.",
+                   source=ctx.src("defenses"))
+    table["lead"] = True
+    blocks.append(table)
+    for name, entry in data.defenses.items():
+        blocks.append(_heading(name))
+        if entry.status != "ok":
+            blocks.append(_note(f"Not evaluated: {entry.reason or 'no reason recorded'}", "warn"))
+            continue
+        if entry.verdict or entry.summary:
+            blocks.append(_note(entry.summary or entry.verdict or ""))
+        if entry.curve:
+            xs = [p.x for p in entry.curve]
+            x_title = "feature-cost budget" if entry.tabular else f"{NORM_LABELS.get(entry.norm or 'linf', 'L∞')} ε"
+            series = {}
+            for key, label in (("undefended", "undefended"), ("non_adaptive", "non-adaptive"),
+                               ("adaptive", "adaptive attack")):
+                ps = [getattr(p, key) for p in entry.curve]
+                series[label] = ([x for x in xs], [p.value for p in ps], [p.ci_low for p in ps],
+                                 [p.ci_high for p in ps])
+            chart = charts.curve_chart(series, x_title, f"{name}: {'evasion rate' if entry.tabular else 'robust accuracy'} "
+                                       "against the attack budget: undefended, and defended under a non-adaptive "
+                                       "and an adaptive evaluation (shaded: 95% intervals).",
+                                       ctx.src(f"defenses.{name}.curve"))
+            chart.spec["layout"].setdefault("yaxis", {})["title"] = {
+                "text": "evasion rate" if entry.tabular else "robust accuracy"}
+            blocks.append(ctx.page.figure(chart))
+        if entry.certified:
+            series = {"certified (smoothing)": ([c.radius for c in entry.certified],
+                                                [c.certified_accuracy for c in entry.certified],
+                                                [c.ci[0] for c in entry.certified], [c.ci[1] for c in entry.certified])}
+            if entry.undefended_empirical_l2:
+                e = entry.undefended_empirical_l2
+                series["undefended, empirical (attack)"] = ([p.radius for p in e], [p.value for p in e],
+                                                            [p.ci_low for p in e], [p.ci_high for p in e])
+            chart = charts.curve_chart(series, "L2 radius", f"{name}: certified accuracy against the L2 radius "
+                                       "(shaded: 95% intervals).", ctx.src(f"defenses.{name}.certified"))
+            chart.spec["layout"].setdefault("yaxis", {})["title"] = {"text": "accuracy"}
+            blocks.append(ctx.page.figure(chart))
+    blocks.append(_json_block("all defense figures, as recorded", d, ctx.src()))
+    return blocks
+
+
 BUILDERS: dict[str, Callable[[dict[str, Any], _Ctx], list[Block]]] = {
+    "defenses": _defenses,
     "performance": _performance,
     "attributions": _attributions,
     "explanation-quality": _quality,
@@ -959,7 +1073,42 @@ def _section_order(result: AuditResult) -> list[str]:
     return display_order(result)
 
 
-def _section_view(name: str, section: Section, card: dict[str, Any], page: _Page) -> dict[str, Any]:
+# A section longer than this many blocks opens with its summary and first chart; the rest is
+# collapsed under "Details" (the reader decides in one screen, the evidence is one click away).
+LEAD_MAX_BLOCKS = 3
+
+
+def _lead_and_details(blocks: list[Block], sec: SectionSummary | None) -> list[Block]:
+    """The section's takeaway and headline figures, its first chart, then everything else
+    collapsed in one "Details" group (in the builder's order)."""
+    lead: list[Block] = []
+    if sec is not None and sec.takeaway:
+        lead.append(_note(sec.takeaway))
+    if sec is not None and sec.headlines:
+        lead.append({"kind": "metrics", "items": [
+            {"label": h.label, "value": h.display, "ci": f"95% CI {h.ci_display}" if h.ci_display else "",
+             "n": "" if h.n is None else f"n = {h.n}", "note": h.note, "source": h.evidence} for h in sec.headlines]})
+    if len(blocks) <= LEAD_MAX_BLOCKS:
+        return lead + blocks
+    marked = [b for b in blocks if b.get("lead")]
+    if marked:  # the builder chose what opens the section
+        lead += marked
+        rest = [b for b in blocks if not b.get("lead")]
+    else:
+        first_figure = next((i for i, b in enumerate(blocks) if b["kind"] == "figure"), None)
+        rest = list(blocks)
+        if first_figure is not None:
+            lead.append(rest.pop(first_figure))
+    kinds = [b["kind"] for b in rest]
+    n_fig, n_tab = kinds.count("figure"), kinds.count("table") + kinds.count("kv")
+    what = ", ".join(t for t in (f"{n_fig} chart{'s' * (n_fig != 1)}" if n_fig else "",
+                                 f"{n_tab} table{'s' * (n_tab != 1)}" if n_tab else "") if t) or "notes"
+    return lead + [{"kind": "details", "summary": f"Details: {what} and the data behind these figures",
+                    "open": False, "blocks": rest, "cls": "section-details"}]
+
+
+def _section_view(name: str, section: Section, card: dict[str, Any], page: _Page,
+                  sec: SectionSummary | None = None) -> dict[str, Any]:
     ctx = _Ctx(card, page, name)
     view = {"id": _anchor(name), "name": name, "title": TITLES.get(name, name.replace("-", " ").capitalize()),
             "status": section.status, "reason": section.reason, "seconds": section.seconds,
@@ -968,7 +1117,8 @@ def _section_view(name: str, section: Section, card: dict[str, Any], page: _Page
         return view
     builder = BUILDERS.get(name)
     if builder is None:
-        view["blocks"] = generic_blocks(section.data, ctx.src(), page) or [_note("This check returned no data.")]
+        generic = generic_blocks(section.data, ctx.src(), page) or [_note("This check returned no data.")]
+        view["blocks"] = _lead_and_details(generic, sec)
         return view
     n_charts = len(page.charts)
     try:
@@ -984,7 +1134,7 @@ def _section_view(name: str, section: Section, card: dict[str, Any], page: _Page
             generic = [_json_block("data", section.data, ctx.src())]
         blocks = [_note(f"This section could not be drawn in detail ({type(exc).__name__}: {exc}); its data "
                         "follows as recorded.", "render-error")] + generic
-    view["blocks"] = [b for b in blocks if b is not None]
+    view["blocks"] = _lead_and_details([b for b in blocks if b is not None], sec)
     return view
 
 
@@ -1032,12 +1182,13 @@ def render_html(result: AuditResult, gate_decision: Any = None) -> str:
     page = _Page()
     card = result.provenance.card or {}
     order = _section_order(result)
+    audit_summary = summarize(result)
     summary = {"id": "sec-summary", "title": "Summary", "status": "ok", "reason": None, "seconds": None,
                "findings": [], "source": "findings",
-               "blocks": _summary_blocks(result, gate_decision, order, summarize(result))}
+               "blocks": _summary_blocks(result, gate_decision, order, audit_summary)}
     card_view = {"id": "sec-card", "title": "Model card", "status": "ok", "reason": None, "seconds": None,
                  "findings": [], "source": "provenance.card", "blocks": _card_blocks(card)}
-    sections = [_section_view(n, result.sections[n], card, page) for n in order]
+    sections = [_section_view(n, result.sections[n], card, page, audit_summary.section(n)) for n in order]
     prov = {"id": "sec-provenance", "title": "Provenance", "status": "ok", "reason": None, "seconds": None,
             "findings": [], "source": "provenance", "blocks": [b for b in _provenance_blocks(result, page) if b]}
     views = [summary, card_view, *sections, prov]
