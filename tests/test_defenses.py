@@ -377,6 +377,8 @@ def test_defenses_section_reports_every_defense() -> None:
     assert [c["radius"] for c in smoothing["certified"]] == [0.0, 0.5]
     verdicts = [f for f in section.findings if f.title.startswith("Defense verdict")]
     assert len(verdicts) == len(ALL)
+    # Findings about optional defenses never read as high findings about the model (issue 14).
+    assert all(f.subject == "defense" and f.severity != "high" and f.why and f.action for f in section.findings)
 
 
 def test_defenses_section_is_skipped_without_defenses_and_refuses_unknown_names() -> None:

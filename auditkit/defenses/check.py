@@ -438,22 +438,48 @@ class Defenses(Check):
 
     # ------------------------------------------------------------------ summary
     def _findings(self, name: str, entry: dict[str, Any]) -> list[Finding]:
+        """Findings about an optional defense: subject ``defense``, never high (the defense is
+        not the model, so it never decides the verdict); each with why and what to do."""
         if entry.get("status") != "ok":
             return []
         findings = []
+        path = f"sections.defenses.data.defenses.{name}"
+        gain = entry.get("real_gain")
         over = entry.get("max_overstatement")
         if over and over["points"] > OVERSTATEMENT_POINTS:
             where = f"eps {over['eps']:g}" if "eps" in over else f"cost budget {over['budget']:g}"
-            # High when the adaptive attack leaves no real gain (at the headline eps): the naive
-            # number would credit a defense that does not work; medium when the defense helps.
+            # Medium when the adaptive attack leaves no real gain: a naive evaluation would credit
+            # a defense that does not work; low when the defense helps but less than claimed.
             findings.append(Finding(
-                severity="medium" if entry.get("real_gain") else "high",
+                severity="low" if gain else "medium", subject="defense",
                 title=f"{name}: robustness would be overstated by a non-adaptive evaluation",
                 evidence=f"at {where} the non-adaptive evaluation overstates robustness by {over['points']:.0f} "
                          f"points against the adaptive attack ({entry['attacks']['adaptive']})",
-                section=self.name))
-        findings.append(Finding(severity="low", title=f"Defense verdict: {name}", evidence=entry["verdict"],
-                                section=self.name))
+                section=self.name, evidence_path=f"{path}.max_overstatement",
+                why=("Attacks crafted without knowledge of the defense miss what an adaptive attacker finds "
+                     "(Athalye et al. 2018): " + ("the defense helps, but less than a naive evaluation says."
+                                                  if gain else
+                                                  "a naive evaluation would credit it with robustness it does not "
+                                                  "have.")),
+                action=(f"Quote only the adaptive figures for {name}; the non-adaptive ones are shown for contrast."
+                        if gain else
+                        f"Do not deploy {name} as a robustness measure. If the model must resist attacks, "
+                        "adversarially train it (see the robustness findings).")))
+        certified = entry.get("kind") == "certification"
+        findings.append(Finding(
+            severity="low", subject="defense", title=f"Defense verdict: {name}", evidence=entry["verdict"],
+            section=self.name, evidence_path=f"{path}.verdict",
+            why=("A certificate holds against every attack within its radius, at the price of noise at inference and "
+                 "many forward passes per answer." if certified else
+                 "What the defense buys under an attack that knows it, and what it costs in clean accuracy and "
+                 "time."),
+            action=(f"Deploy {name} only if its certified accuracy at the radius you need is worth its clean "
+                    "accuracy, abstentions and cost per answer; the undefended model's empirical figure is an upper "
+                    "bound, the certified one a floor." if certified else
+                    f"If you deploy {name}, re-audit the deployed pipeline with --defense {name} and quote the "
+                    "adaptive figure." if gain else
+                    f"Not worth deploying for robustness: it gains less than {GAIN_POINTS:g} points under the "
+                    "adaptive attack.")))
         return findings
 
     @staticmethod
