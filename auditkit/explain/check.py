@@ -121,9 +121,14 @@ class Attributions(Check):
         findings = []
         skipped = [m for m, r in status.items() if r and card.task in METHODS[m].tasks]
         if skipped and not ctx.model.eager:
-            findings.append(Finding(severity="low", title="Some attribution methods could not run",
-                                    evidence=f"{', '.join(skipped)} need layer hooks; {ctx.model.format} has none",
-                                    section=self.name))
+            findings.append(Finding(
+                severity="low", title="Some attribution methods could not run",
+                evidence=f"{', '.join(skipped)} need layer hooks; {ctx.model.format} has none",
+                section=self.name, subject="evaluation", evidence_path="sections.attributions.data.methods",
+                why="Layer methods (Grad-CAM, layer IG on embeddings) show what inner layers respond to; without them "
+                    "the explanations rest on input-gradient methods alone.",
+                action="Scan the eager model (zoo model.pt, or a state_dict with --arch) instead of a "
+                       f"{ctx.model.format} file to get every method."))
         return out, findings
 
 
@@ -166,7 +171,13 @@ class ExplanationQuality(Check):
                 findings.append(Finding(
                     severity="medium", title="Integrated gradients do not add up",
                     evidence=f"p95 relative completeness error {comp['p95']:.3g} > {comp['tol']} "
-                             f"even at {comp['n_steps']} steps", section=self.name))
+                             f"even at {comp['n_steps']} steps", section=self.name, subject="evaluation",
+                    evidence_path="sections.explanation-quality.data.ig_completeness",
+                    why="IG's attributions should sum to the change in the model's output from the baseline; when "
+                        "they do not, the integral is badly approximated (or the model is not smooth along the path) "
+                        "and the IG maps misstate how much each feature contributes.",
+                    action="Do not read IG maps quantitatively for this model; prefer occlusion or SmoothGrad, or "
+                           "check for non-differentiable steps (ReLU kinks at scale, clipping) in the forward."))
 
         n_rand = min(RANDOMISATION_SAMPLES[ctx.config.budget], len(x))
         rand_methods = [m for m in ("saliency", "ig", "gradcam", "guided-backprop", "smoothgrad") if m in usable]
@@ -179,7 +190,13 @@ class ExplanationQuality(Check):
                         severity="medium", title=f"{METHODS[m].title} is insensitive to the model's weights",
                         evidence=f"after randomising every layer: {RHO_ABS_LABEL} {r['final_spearman_abs']:.2f}, "
                                  f"{RHO_SIGNED_LABEL} {r['final_spearman_raw']:.2f} ({r['verdict']})",
-                        section=self.name))
+                        section=self.name, subject="evaluation",
+                        evidence_path=f"sections.explanation-quality.data.randomisation.methods.{m}",
+                        why=f"{METHODS[m].title} maps look much the same for a model with random weights "
+                            "(Adebayo et al. 2018): they reflect the input (edges, strokes) more than what this "
+                            "model learned, so they cannot justify or debug its decisions.",
+                        action=f"Do not use {METHODS[m].title} to explain this model; use a method that passes the "
+                               "randomisation test in this section (see the table)."))
 
         curves = {}
         for m in ctx.track([m for m in ("ig", "saliency", "occlusion", "gradcam") if m in attributions],
@@ -192,6 +209,11 @@ class ExplanationQuality(Check):
             if typed.no_better_than_random:  # the rule every report states (BEATS_RANDOM_RULE)
                 findings.append(Finding(
                     severity="medium", title=f"{METHODS[m].title} ranks features no better than random",
+                    subject="evaluation", evidence_path=f"sections.explanation-quality.data.deletion_insertion.{m}",
+                    why=f"Removing the features {METHODS[m].title} ranks highest changes the model's output no more "
+                        "than removing random ones: its ranking does not reflect what the model relies on.",
+                    action=f"Do not use {METHODS[m].title} rankings for this model; use a method whose deletion and "
+                           "insertion curves beat random in this section.",
                     evidence=f"its ranking beats a random one on {typed.deletion_win_rate:.0%} of samples for "
                              f"deletion and {typed.insertion_win_rate:.0%} for insertion (a method "
                              f"{BEATS_RANDOM_RULE}); deletion AUC {c['deletion_auc']:.3f} vs random "
@@ -232,15 +254,39 @@ class ExplanationQuality(Check):
         return result
 
     def _ground_truth_findings(self, gt: dict[str, Any]) -> list[Finding]:
+        """Methods that miss the data's known causes. When some method finds them, the misses are
+        the methods' (subject ``evaluation``); when every method misses, the model itself relies
+        on something else than the known causes (subject ``model``)."""
         findings = []
+        path = "sections.explanation-quality.data.ground_truth"
+        missed_k = {m for m, r in gt.items() if "precision_at_k" in r and r["precision_at_k"] < PRECISION_AT_K_MIN}
+        missed_1 = {m for m, r in gt.items() if "hit_at_1" in r and r["hit_at_1"] < HIT_AT_1_MIN}
+        all_k = missed_k == {m for m, r in gt.items() if "precision_at_k" in r}
+        all_1 = missed_1 == {m for m, r in gt.items() if "hit_at_1" in r}
         for m, r in gt.items():
-            if "precision_at_k" in r and r["precision_at_k"] < PRECISION_AT_K_MIN:
+            if m in missed_k:
                 findings.append(Finding(
                     severity="medium", title=f"{METHODS[m].title} misses known causal features",
-                    evidence=f"precision@{r.get('k')} {r['precision_at_k']:.2f}", section=self.name))
-            if "hit_at_1" in r and r["hit_at_1"] < HIT_AT_1_MIN:
+                    evidence=f"precision@{r.get('k')} {r['precision_at_k']:.2f}", section=self.name,
+                    subject="model" if all_k else "evaluation", evidence_path=f"{path}.{m}",
+                    why=("No attribution method puts the data's known causes on top: the model likely relies on "
+                         "other (possibly spurious) features." if all_k else
+                         f"On data whose causes are known, {METHODS[m].title} ranks other features above them while "
+                         "other methods find them: its explanations of this model are unreliable."),
+                    action=("Check the global importance against the known causes, remove or decorrelate the "
+                            "spurious features in the training data and retrain." if all_k else
+                            f"Explain this model with the methods that find the causes, not {METHODS[m].title}.")))
+            if m in missed_1:
                 findings.append(Finding(
                     severity="medium", title=f"{METHODS[m].title} rarely points at the deciding token",
                     evidence=f"hit@1 {r['hit_at_1']:.2f} (random {r.get('random', {}).get('hit_at_1', float('nan')):.2f})",
-                    section=self.name))
+                    section=self.name, subject="model" if all_1 else "evaluation", evidence_path=f"{path}.{m}",
+                    why=("No attribution method points at the token that decides the label: the model likely "
+                         "relies on other words." if all_1 else
+                         f"{METHODS[m].title} rarely ranks the deciding token first while other methods do: its "
+                         "explanations of this model are unreliable."),
+                    action=("Inspect which tokens drive the predictions (token importance) and retrain on data "
+                            "where they do not predict the label." if all_1 else
+                            f"Explain this model with the methods that find the deciding token, not "
+                            f"{METHODS[m].title}.")))
         return findings
