@@ -189,7 +189,9 @@ def render_markdown(result: AuditResult, gate_decision: Any = None, summary: Aud
     if s.findings:
         lines.append("")
         _capped(lines, (f"- {_MARK.get(f.severity, '')} **{f.severity}** {_cell(f.title)} — "
-                        f"{_cell(_short(f.evidence, 140))} _({_cell(f.section)})_"
+                        f"{_cell(_short(f.evidence, 140))} _({_cell(f.section)}"
+                        f"{'' if f.subject == 'model' else ', about the ' + f.subject})_"
+                        + (f"\n  - what to do: {_cell(_short(f.action, 160))}" if f.action else "")
                         for sev in SEVERITIES for f in groups[sev]), 10, "- … and {n} more (see report.html)")
     if s.masking is not None:
         t = s.masking.tally
