@@ -465,5 +465,27 @@ def card_schema_cmd() -> None:
     sys.stdout.write(json.dumps(card_schema(), indent=2) + "\n")
 
 
+def run() -> None:
+    """The console entry point: :func:`main`, then exit with its code.
+
+    After a Ctrl-C the process leaves with ``os._exit(130)`` once its streams are flushed: a
+    second KeyboardInterrupt raised while the interpreter shuts down (torch's half-finished
+    import, a pending signal) would otherwise end it by SIGINT with no exit code at all.
+    """
+    try:
+        code = main()
+    except KeyboardInterrupt:  # between the start-up handler and main's own handling
+        code = EXIT_INTERRUPTED
+        os.write(2, b"interrupted; nothing was written\n")
+    if code == EXIT_INTERRUPTED:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001  (a closed pipe: nothing more to say)
+                pass
+        os._exit(EXIT_INTERRUPTED)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
