@@ -29,7 +29,6 @@ Rules (each is said in the card's notes when it is applied):
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -565,16 +564,6 @@ def resolve(
     check_fits_card(audit_data, resolution.card)
     adapt_outputs(audit_model)
     return Resolved(model=audit_model, data=audit_data, data_spec=data_spec, resolution=resolution)
-
-
-def state_sha256(module: nn.Module) -> str:
-    """Content hash of a module's parameters and buffers (names, dtypes, shapes, values)."""
-    h = hashlib.sha256()
-    for key, value in module.state_dict().items():
-        t = value.detach().cpu().contiguous()
-        h.update(key.encode() + str(t.dtype).encode() + str(list(t.shape)).encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- drafts

@@ -399,7 +399,7 @@ def load_model(
     file plus ``arch``. A pickled whole module raises :class:`UnsafeModelError` unless
     ``trust_pickle``. Never unpickles arbitrary objects otherwise.
     """
-    from auditkit.zoo.trainer import resolve_device
+    from auditkit.training import resolve_device
 
     path = Path(path)
     with open_model_file(path, trust_pickle=trust_pickle) as mf:

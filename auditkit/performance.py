@@ -25,6 +25,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score
 
 from auditkit.checks import Check, ScanContext, register_check
+from auditkit.metrics import calibration, softmax  # noqa: F401  (re-exported)
 from auditkit.results import Finding, to_jsonable
 from auditkit.sections import PerformanceData
 from auditkit.stats import bootstrap_ci, proportion
@@ -37,33 +38,6 @@ ECE_BOUND = 0.1  # expected calibration error (top-class confidence, 10 bins) ab
 SUBSET_GAP = 0.05  # a data subset this far below overall accuracy
 TARGET_RECALLS = (0.5, 0.8, 0.9)  # recalls at which operating points are reported
 SECTION = "sections.performance.data"  # where this check's evidence sits in results.json
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
-def calibration(probs: np.ndarray, y: np.ndarray, n_bins: int = 10) -> dict[str, Any]:
-    """Expected calibration error of the top-class confidence, with its reliability bins.
-
-    ``probs`` ``[N, C]``, ``y`` ``[N]``. Bins are equal-width over [0, 1].
-    """
-    conf = probs.max(1)
-    correct = probs.argmax(1) == y
-    edges = np.linspace(0, 1, n_bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
-    bins, ece = [], 0.0
-    for b in range(n_bins):
-        m = which == b
-        if not m.any():
-            bins.append({"lo": edges[b], "hi": edges[b + 1], "n": 0, "confidence": None, "accuracy": None})
-            continue
-        acc, cf = float(correct[m].mean()), float(conf[m].mean())
-        ece += m.mean() * abs(acc - cf)
-        bins.append({"lo": edges[b], "hi": edges[b + 1], "n": int(m.sum()), "confidence": cf, "accuracy": acc})
-    return {"ece": float(ece), "n_bins": n_bins, "bins": bins}
 
 
 def classification_report(logits: np.ndarray, y: np.ndarray, class_names: list[str],

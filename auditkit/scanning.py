@@ -13,7 +13,8 @@ import torch
 
 from auditkit import __version__
 from auditkit.card import AuditCard
-from auditkit.checks import Budget, Check, ScanConfig, ScanContext, all_checks
+from auditkit.builtin_checks import all_checks
+from auditkit.checks import Budget, Check, ScanConfig, ScanContext
 from auditkit.data import AuditData, load_data
 from auditkit.errors import BadInputError, DataError, ModelLoadError, ScanInputError, one_line
 from auditkit.inference import print_card, resolve

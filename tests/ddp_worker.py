@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from auditkit.zoo.trainer import ClassifierTask, StepContext, TrainConfig, fit
+from auditkit.training import ClassifierTask, StepContext, TrainConfig, fit
 
 
 class CountingClassifier(ClassifierTask):

@@ -37,7 +37,7 @@ from auditkit.defenses import (
 )
 from auditkit.defenses.smoothing import clopper_pearson_lower
 from auditkit.zoo import artifact_path, get_model
-from auditkit.zoo.trainer import ClassifierTask, TrainConfig, fit
+from auditkit.training import ClassifierTask, TrainConfig, fit
 
 torch.set_num_threads(1)
 
@@ -347,13 +347,18 @@ def test_certified_accuracy_table(digits) -> None:
 ALL = ["squeeze-bits", "median-filter", "defense-gan", "smoothing", "adversarial-training"]
 
 
+def _specs(names: list[str], counterpart: str) -> list[str]:
+    """--defense values: adversarial-training names its counterpart's file explicitly."""
+    return [f"{n}={artifact_path(counterpart)}" if n == "adversarial-training" else n for n in names]
+
+
 def test_defenses_section_reports_every_defense() -> None:
     import auditkit
 
     if not artifact_path("cnn-digits-at").exists():
         pytest.skip("zoo/cnn-digits-at is not trained")
     result = auditkit.scan("zoo/cnn-digits/model.pt", samples=16, budget="quick", progress=False,
-                           only=["defenses"], defenses=ALL, epsilons={"linf": [0.1, 0.2], "l2": [0.5]})
+                           only=["defenses"], defenses=_specs(ALL, "cnn-digits-at"), epsilons={"linf": [0.1, 0.2], "l2": [0.5]})
     section = result.sections["defenses"]
     assert section.status == "ok", section.reason
     data = section.data
@@ -404,7 +409,7 @@ def test_defenses_on_other_tasks() -> None:
     if not artifact_path("fraud-mlp-at").exists():
         pytest.skip("zoo/fraud-mlp-at is not trained")
     tab = auditkit.scan("zoo/fraud-mlp/model.pt", samples=16, budget="quick", progress=False,
-                        only=["defenses"], defenses=["adversarial-training", "squeeze-bits"])
+                        only=["defenses"], defenses=_specs(["adversarial-training", "squeeze-bits"], "fraud-mlp-at"))
     entries = tab.sections["defenses"].data["defenses"]
     assert entries["squeeze-bits"]["status"] == "skipped"
     at = entries["adversarial-training"]

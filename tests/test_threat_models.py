@@ -18,11 +18,11 @@ from auditkit.attacks.text import (
     embedding_space_attack,
     greedy_substitution,
     neighbour_candidates,
-    reviews_label_preserving,
+    role_preserving,
     token_substitution_attack,
 )
 from auditkit.data import load_data
-from auditkit.data.reviews import sentiment_rule
+from auditkit.data.reviews import label_preserving_roles, sentiment_rule
 
 torch.set_num_threads(1)
 
@@ -208,7 +208,7 @@ def text_result(reviews):
     model, card, tokens, y = reviews
     return token_substitution_attack(
         model, tokens, y, card, max_substitutions=[1, 2, 3],
-        allowed=reviews_label_preserving(same_part_of_speech=False),
+        allowed=role_preserving(label_preserving_roles(same_part_of_speech=False)),
         label_oracle=lambda words: sentiment_rule(words)[0])
 
 
@@ -243,7 +243,7 @@ def test_examples_decode_and_respect_the_candidates(reviews, text_result):
             assert e["prediction_after"] != e["label"] and 1 <= len(e["substitutions"]) <= 3
             for s in e["substitutions"]:
                 assert s["to"] in cands[s["from"]]
-    allowed = reviews_label_preserving(same_part_of_speech=False)
+    allowed = role_preserving(label_preserving_roles(same_part_of_speech=False))
     for words in text_result["candidates_label_preserving"].values():
         assert "<pad>" not in words and "<unk>" not in words
     for w, subs in text_result["candidates_label_preserving"].items():
@@ -277,7 +277,7 @@ def test_label_preserving_substitutions_keep_the_rule_label(reviews):
     vocab = card.text.vocab
     for pos in (False, True):
         cand = neighbour_candidates(model.embedding.weight, card, 8,
-                                    reviews_label_preserving(same_part_of_speech=pos))
+                                    role_preserving(label_preserving_roles(same_part_of_speech=pos)))
         adv, _ = greedy_substitution(model, tokens, y, cand, max_substitutions=3)
         for i in range(len(y)):
             words = [vocab[t] for t in adv[i].tolist() if t != card.text.pad_id]

@@ -1,4 +1,4 @@
-"""Tests of the shared training loop (auditkit/zoo/trainer.py), all on the CPU."""
+"""Tests of the shared training loop (auditkit/training.py), all on the CPU."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from auditkit.zoo.trainer import (
+from auditkit.training import (
     CheckpointError,
     ClassifierTask,
     StepContext,

@@ -49,7 +49,7 @@ NORM_NAMES = {"linf": "L∞", "l2": "L2"}
 
 def _adv_training_action(norm: str, eps: float) -> str:
     return (f"Retrain with adversarial training (PGD-AT or TRADES) at {NORM_NAMES.get(norm, norm)} eps={eps:g} or "
-            "the largest budget you must withstand, then re-run this audit; `--defense adversarial-training` "
+            "the largest budget you must withstand, then re-run this audit; `--defense adversarial-training=PATH` "
             "compares a model with its <name>-at counterpart (the zoo's cnn-digits-at shows the recipe). Do not "
             "rely on input purification (bit squeezing, filters): adaptive attacks go through it.")
 
@@ -320,7 +320,7 @@ class Robustness(Check):
                     "against an adaptive adversary the model gives little protection.",
                 action="Make the decision rest more on features the attacker cannot change, and retrain with "
                        "adversarial training under this constrained threat model (the zoo's fraud-mlp-at is the "
-                       "recipe; `--defense adversarial-training` compares the two); meanwhile send cases near the "
+                       "recipe; `--defense adversarial-training=PATH` compares the two); meanwhile send cases near the "
                        "decision threshold to a second check."))
         return {"budget": ctx.config.budget, "tabular": result}, findings
 
@@ -328,7 +328,7 @@ class Robustness(Check):
     def _text(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
         from auditkit.attacks.text import (
             embedding_space_attack,
-            reviews_label_preserving,
+            role_preserving,
             token_substitution_attack,
         )
 
@@ -336,7 +336,9 @@ class Robustness(Check):
         tokens = ctx.model.to_input(ctx.x_eval)
         y = torch.as_tensor(ctx.y_eval, device=ctx.model.device)
         ks = [int(k) for k in (ctx.config.epsilons or card.epsilons).get("substitutions", [1, 2, 3]) if k > 0]
-        allowed = reviews_label_preserving() if ctx.data.name.startswith("reviews") else None
+        # The data says which substitutions keep its labels (AuditData.substitution_roles).
+        roles = ctx.data.substitution_roles
+        allowed = role_preserving(roles) if roles else None
         out: dict[str, Any] = {"budget": ctx.config.budget, "sample_index": ctx.eval_index.tolist()}
         out["text"] = token_substitution_attack(ctx.model.module, tokens, y, card, max_substitutions=ks,
                                                 seed=ctx.config.seed, allowed=allowed)
@@ -374,7 +376,7 @@ class Robustness(Check):
     # ------------------------------------------------------------------ GAN
     def _discriminator(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
         from auditkit.attacks.discriminator import discriminator_attack
-        from auditkit.zoo.recipes import gan_samples
+        from auditkit.generative.metrics import gan_samples
 
         gan = ctx.model.module
         n = min(ctx.config.samples, 128)

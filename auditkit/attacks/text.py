@@ -14,7 +14,7 @@ per position; a sample stops as soon as its prediction flips.
 Honesty: on a small vocabulary, embedding neighbours are not synonyms — in a sentiment model
 "good" and "bad" may be neighbours — so an unconstrained substitution can change the true label.
 The unconstrained robust accuracy is therefore an upper bound on vulnerability, not a real
-attack. Pass ``allowed(orig_word, new_word)`` (e.g. :func:`reviews_label_preserving`) to also
+attack. Pass ``allowed(orig_word, new_word)`` (e.g. :func:`role_preserving`) to also
 run the label-preserving attack, and ``label_oracle`` to count how many unconstrained flips
 changed the true label.
 
@@ -74,37 +74,15 @@ def _check_inputs(model: nn.Module, tokens: Tensor, y: Tensor, card: AuditCard) 
     return emb
 
 
-def reviews_label_preserving(same_part_of_speech: bool = True) -> Allowed:
-    """``allowed(orig, new)`` that keeps the label of the built-in reviews corpus.
+def role_preserving(roles: dict[str, str]) -> Allowed:
+    """``allowed(orig, new)`` from a data set's substitution rule (``AuditData.substitution_roles``).
 
-    The reviews label (``auditkit.data.reviews.sentiment_rule``) depends only on where "but",
-    the sentiment words and their polarity, the negators and the intensifiers are. So a word may
-    only become a word of the same role: positive -> positive, negative -> negative,
-    intensifier -> intensifier, any other word -> another such word; negators and "but" are
-    never replaced. Under this filter every substitution provably keeps the rule's label.
-
-    With ``same_part_of_speech`` (default) the roles are the generator's word lists, so the
-    sentence also stays grammatical and in-distribution: a noun only becomes a noun, a positive
-    adjective a positive adjective, a copula a copula, ...; "i" is never replaced.
+    A word may only become a word of the same role; words without an entry share the role
+    ``"other"``; words of the role ``"protected"`` are never replaced. The built-in reviews
+    corpus gives a rule under which every substitution provably keeps its label
+    (:func:`auditkit.data.reviews.label_preserving_roles`).
     """
-    from auditkit.data import reviews as r
-
-    if same_part_of_speech:
-        groups = {
-            "positive adjective": r.POSITIVE_ADJECTIVES, "negative adjective": r.NEGATIVE_ADJECTIVES,
-            "positive verb": r.POSITIVE_VERBS, "negative verb": r.NEGATIVE_VERBS,
-            "intensifier": r.INTENSIFIERS, "noun": r.NOUNS, "modifier": r.NOUN_MODIFIERS,
-            "determiner": r.DETERMINERS, "copula": r.COPULAS, "auxiliary": r.NEGATED_AUXILIARIES,
-            "filler": r.PREFIXES + r.SUFFIXES,
-            "protected": [*r.NEGATORS, r.CONTRAST, r.SUBJECT],
-        }
-    else:
-        groups = {"positive": sorted(r.POSITIVE_WORDS), "negative": sorted(r.NEGATIVE_WORDS),
-                  "intensifier": r.INTENSIFIERS, "protected": [*r.NEGATORS, r.CONTRAST]}
-    role: dict[str, str] = {}
-    for name, words in groups.items():
-        for w in words:
-            role.setdefault(w, name)  # "really" is an intensifier first; fillers repeat
+    role = dict(roles)
 
     def allowed(orig: str, new: str) -> bool:
         a = role.get(orig, "other")
@@ -303,7 +281,7 @@ def token_substitution_attack(
             accuracy) is always added.
         n_candidates: nearest embedding neighbours per word (cosine) allowed as substitutes.
         allowed: optional ``allowed(orig_word, new_word) -> bool``; when given, the attack runs
-            again with only the allowed candidates (see :func:`reviews_label_preserving`).
+            again with only the allowed candidates (see :func:`role_preserving`).
         label_oracle: optional ``oracle(words) -> label`` (e.g. the reviews ``sentiment_rule``'s
             label) to count the flips whose true label changed; a ValueError counts as changed.
         n_exact: first-order candidates evaluated exactly per greedy step.

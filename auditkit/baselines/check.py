@@ -67,7 +67,7 @@ from auditkit.baselines.models import (
     validate_tabular,
 )
 from auditkit.checks import Check, ScanContext, register_check
-from auditkit.performance import softmax
+from auditkit.metrics import softmax
 from auditkit.results import Finding, to_jsonable
 from auditkit.sections import middle_positive
 
@@ -510,12 +510,12 @@ def _interpret_text(ctx: ScanContext, fitted: dict[str, FittedBaseline], models:
 
 
 def _sentiment_words(ctx: ScanContext) -> frozenset[str] | None:
-    """The reviews generator's sentiment words, where the data is that corpus (its ground truth)."""
-    from auditkit.data.reviews import SENTIMENT_WORDS
-
+    """The words that carry the label, where the data knows them (``ground_truth["sentiment_words"]``,
+    e.g. the reviews generator's) and the model's vocabulary holds them all."""
+    words = frozenset(ctx.data.ground_truth.get("sentiment_words") or ())
     vocab = set(ctx.model.card.text.vocab) if ctx.model.card.text else set()
-    if "token_relevance_test" in ctx.data.ground_truth and SENTIMENT_WORDS <= vocab:
-        return SENTIMENT_WORDS
+    if words and words <= vocab:
+        return words
     return None
 
 

@@ -6,7 +6,7 @@ the budget and calls them for the network and every baseline alike. Figures:
 - quality: accuracy with a Wilson interval, PR-AUC/ROC-AUC with bootstrap intervals for tasks
   with a positive class, and paired tests against the network (exact McNemar on correctness;
   paired bootstrap of the PR-AUC difference);
-- calibration: ECE and reliability bins (:func:`auditkit.performance.calibration`);
+- calibration: ECE and reliability bins (:func:`auditkit.metrics.calibration`);
 - robustness: minimal L2 perturbations from a decision-based attack (foolbox's HopSkipJump
   through the registry for images; :func:`constrained_decision_attack` for tabular data, whose
   feature constraints foolbox cannot express), accuracy on the network's adversarial examples
@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from auditkit.attacks.common import eval_mode, is_adversarial, norm_of
 from auditkit.attacks.ensemble import broken_at
 from auditkit.card import FeatureSpec
-from auditkit.performance import calibration
+from auditkit.metrics import calibration
 from auditkit.stats import bootstrap_ci, mcnemar_exact, proportion
 
 ALPHA = 0.05  # significance level of the paired tests
@@ -61,7 +61,7 @@ def quality_and_calibration(probs: np.ndarray, y: np.ndarray, class_names: list[
         ``(quality, calibration)``: quality holds ``accuracy`` (value, Wilson ci_low/ci_high, n)
         and, with a positive class present in ``y``, ``pr_auc`` and ``roc_auc`` (value, bootstrap
         ci_low/ci_high, n), ``prevalence`` and ``positive_class``; calibration is
-        :func:`auditkit.performance.calibration`'s ``{"ece", "n_bins", "bins"}``.
+        :func:`auditkit.metrics.calibration`'s ``{"ece", "n_bins", "bins"}``.
     """
     quality: dict[str, Any] = {"accuracy": proportion(int((probs.argmax(1) == y).sum()), len(y))}
     if positive_index is not None:

@@ -23,7 +23,15 @@ class AuditData:
 
     ``ground_truth`` holds what synthetic data knows about its own causes, e.g.
     ``{"causal_features": [...]}`` for fraud or ``{"token_relevance_test": bool[N_test, L]}``
-    for reviews. ``subsets`` holds boolean masks over the test split (``"negation"``, ...).
+    for reviews, and ``{"sentiment_words": [...]}`` where the words that carry the label are
+    known. ``subsets`` holds boolean masks over the test split (``"negation"``, ...).
+
+    ``substitution_roles`` (text only) says which word substitutions keep the label, for data
+    whose labelling rule is known: ``word -> role``; a word may only become another word of the
+    same role, words without an entry share the role ``"other"``, and words of the role
+    ``"protected"`` are never replaced (:func:`auditkit.attacks.text.role_preserving`). The text
+    attack uses it instead of guessing from the data's name; ``None`` (the default, e.g. for a
+    user's corpus) means no rule is known and the attack reports an upper bound.
     """
 
     name: str
@@ -39,6 +47,7 @@ class AuditData:
     ground_truth: dict[str, Any] = field(default_factory=dict)
     subsets: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    substitution_roles: dict[str, str] | None = None
 
     @property
     def input_shape(self) -> list[int]:

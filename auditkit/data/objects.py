@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,8 +147,7 @@ def model_from_module(module: Any, device: str = "auto") -> ModuleModel:
     """
     import torch
 
-    from auditkit.inference import state_sha256
-    from auditkit.zoo.trainer import resolve_device
+    from auditkit.training import resolve_device
 
     if not isinstance(module, torch.nn.Module):
         raise DataError(f"expected an nn.Module, got a {type(module).__name__}")
@@ -159,3 +159,15 @@ def model_from_module(module: Any, device: str = "auto") -> ModuleModel:
                        path=Path(f"<{type(module).__name__}>"), sha256=state_sha256(module), device=dev,
                        notes=["module passed as a Python object"], loaded_in_train_mode=was_training,
                        card_source=None)
+
+
+def state_sha256(module: Any) -> str:
+    """Content hash of an ``nn.Module``'s parameters and buffers (names, dtypes, shapes, values)."""
+    import torch
+
+    h = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        t = value.detach().cpu().contiguous()
+        h.update(key.encode() + str(t.dtype).encode() + str(list(t.shape)).encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()

@@ -133,6 +133,38 @@ def sentiment_rule(tokens: Sequence[str]) -> tuple[int, list[int]]:
     return label, relevant
 
 
+def label_preserving_roles(same_part_of_speech: bool = True) -> dict[str, str]:
+    """``word -> role`` such that replacing a word by another of the same role keeps the label.
+
+    The label (:func:`sentiment_rule`) depends only on where "but", the sentiment words and their
+    polarity, the negators and the intensifiers are. So a word may only become a word of the
+    same role: positive -> positive, negative -> negative, intensifier -> intensifier, any other
+    word -> another such word; negators and "but" are ``"protected"`` (never replaced). Under
+    this rule every substitution provably keeps the label.
+
+    With ``same_part_of_speech`` (default) the roles are the generator's word lists, so the
+    sentence also stays grammatical and in-distribution: a noun only becomes a noun, a positive
+    adjective a positive adjective, a copula a copula, ...; "i" is never replaced.
+    """
+    if same_part_of_speech:
+        groups: dict[str, Sequence[str]] = {
+            "positive adjective": POSITIVE_ADJECTIVES, "negative adjective": NEGATIVE_ADJECTIVES,
+            "positive verb": POSITIVE_VERBS, "negative verb": NEGATIVE_VERBS,
+            "intensifier": INTENSIFIERS, "noun": NOUNS, "modifier": NOUN_MODIFIERS,
+            "determiner": DETERMINERS, "copula": COPULAS, "auxiliary": NEGATED_AUXILIARIES,
+            "filler": PREFIXES + SUFFIXES,
+            "protected": [*_NEGATOR_LIST, CONTRAST, SUBJECT],
+        }
+    else:
+        groups = {"positive": sorted(POSITIVE_WORDS), "negative": sorted(NEGATIVE_WORDS),
+                  "intensifier": INTENSIFIERS, "protected": [*_NEGATOR_LIST, CONTRAST]}
+    role: dict[str, str] = {}
+    for name, words in groups.items():
+        for w in words:
+            role.setdefault(w, name)  # "really" is an intensifier first; fillers repeat
+    return role
+
+
 def _pick(rng: np.random.Generator, words: Sequence[str]) -> str:
     return words[int(rng.integers(len(words)))]
 
@@ -178,7 +210,9 @@ def load_reviews(n: int = 12_000, seed: int = 0, test_fraction: float = 0.25) ->
     Returns text :class:`AuditData`: ``x_*`` ``[N, 16]`` int64 token ids right-padded with 0,
     ``y_*`` ``[N]`` int64 (1 = positive). ``ground_truth["token_relevance_test"]`` (and
     ``_train``) are bool ``[N, 16]`` masks of the deciding tokens; ``subsets["negation"]`` and
-    ``subsets["contrast"]`` are bool ``[N_test]`` masks.
+    ``subsets["contrast"]`` are bool ``[N_test]`` masks; ``ground_truth["sentiment_words"]`` the
+    words that carry polarity; ``substitution_roles`` the label-preserving substitution rule
+    (:func:`label_preserving_roles`).
     """
     if n < 40:
         raise DataError(f"reviews: n={n} is too small; use n >= 40")
@@ -213,8 +247,10 @@ def load_reviews(n: int = 12_000, seed: int = 0, test_fraction: float = 0.25) ->
             "token_relevance_test": relevance[te],
             "token_relevance_train": relevance[tr],
             "rules": RULES,
+            "sentiment_words": sorted(SENTIMENT_WORDS),
         },
         subsets={"negation": negation[te], "contrast": contrast[te]},
+        substitution_roles=label_preserving_roles(),
         meta={"source": "auditkit.data.reviews generator", "n": n, "seed": seed,
               "test_fraction": test_fraction},
     )

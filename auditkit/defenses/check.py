@@ -12,8 +12,10 @@ beside it, the *non-adaptive* number a naive evaluation would report:
 * ``smoothing``: randomized smoothing with sigma 0.25 (``auditkit.defenses.smoothing``):
   certified L2 accuracy at the card's L2 radii — a guarantee, which no attack can overstate —
   beside the undefended model's empirical L2 robust accuracy (APGD-CE) at the same radii.
-* ``adversarial-training``: the scanned zoo model against its adversarially trained zoo
-  counterpart (``<name>-at``, e.g. ``cnn-digits`` → ``zoo/cnn-digits-at``). Adaptive: the
+* ``adversarial-training=PATH``: the scanned model against the adversarially trained
+  counterpart in the model file PATH, named explicitly (e.g. ``zoo/cnn-digits/model.pt`` with
+  ``--defense adversarial-training=zoo/cnn-digits-at/model.pt``; a ``metrics.json`` beside PATH,
+  as the zoo writes, supplies the training cost). Adaptive: the
   scan budget's attack ensemble run on the defended model itself; non-adaptive: APGD-CE points
   crafted on the undefended model, fed to the defended one. Tabular models compare evasion
   rates under the card's constrained attack the same way.
@@ -49,15 +51,37 @@ DEFAULT_LINF = [0.0, 0.02, 0.05, 0.1, 0.2]
 DEFAULT_L2 = [0.0, 0.25, 0.5, 1.0]
 
 
-def check_defense_names(names: list[str]) -> list[str]:
-    """``names`` de-duplicated in order; ScanInputError listing the known defenses otherwise."""
-    from auditkit.scanning import ScanInputError
+ARGUMENTS = {"adversarial-training": "PATH of the adversarially trained counterpart's model file"}
 
-    unknown = [n for n in names if n not in DEFENSES]
+
+def parse_defense(spec: str) -> tuple[str, str | None]:
+    """``"name"`` or ``"name=ARGUMENT"`` (``adversarial-training=PATH``) -> ``(name, argument)``."""
+    name, sep, arg = spec.partition("=")
+    return name.strip(), (arg.strip() or None) if sep else None
+
+
+def check_defense_names(names: list[str]) -> list[str]:
+    """``names`` (``name`` or ``name=ARGUMENT``) de-duplicated by name in order; ScanInputError
+    listing the known defenses otherwise, or when a defense that takes no argument is given one."""
+    from auditkit.errors import ScanInputError
+
+    unknown = [n for n in names if parse_defense(n)[0] not in DEFENSES]
     if unknown:
         raise ScanInputError(
             f"unknown defense(s) {', '.join(repr(n) for n in unknown)}; known defenses: {', '.join(DEFENSES)}")
-    return list(dict.fromkeys(names))
+    extra = [n for n in names if parse_defense(n)[1] and parse_defense(n)[0] not in ARGUMENTS]
+    if extra:
+        raise ScanInputError(f"defense(s) {', '.join(repr(n) for n in extra)} take no '=' argument; only "
+                             + ", ".join(f"{k}={v}" for k, v in ARGUMENTS.items()) + " does")
+    first: dict[str, str] = {}
+    for spec in names:
+        first.setdefault(parse_defense(spec)[0], spec)
+    return list(first.values())
+
+
+def _argument(ctx: ScanContext, name: str) -> str | None:
+    """The argument given with defense ``name`` (``--defense name=ARGUMENT``), if any."""
+    return next((arg for n, arg in map(parse_defense, ctx.config.defenses or []) if n == name), None)
 
 
 def _middle(values: list[float]) -> float:
@@ -98,7 +122,7 @@ class Defenses(Check):
         return None
 
     def run(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
-        names = check_defense_names(ctx.config.defenses or [])
+        names = [parse_defense(n)[0] for n in check_defense_names(ctx.config.defenses or [])]
         if ctx.model.card.task == "tabular-classification":
             return self._tabular(ctx, names)
         return self._images(ctx, names)
@@ -186,14 +210,15 @@ class Defenses(Check):
 
     @staticmethod
     def _gan_unavailable(ctx: ScanContext) -> str | None:
-        from auditkit.zoo import artifact_path
+        from auditkit.defenses.purification import default_generator
 
-        card = ctx.model.card
-        if list(card.input_shape) != [1, 8, 8] or tuple(card.bounds or ()) != (0.0, 1.0):
-            return (f"Defense-GAN projects onto gan-digits' range (8x8 grey images in [0, 1]); this model "
-                    f"takes {card.input_shape} in {card.bounds}")
-        if not artifact_path("gan-digits").exists():
-            return "the zoo's gan-digits artifact is missing; train it with `auditkit zoo train gan-digits`"
+        found = default_generator()
+        if isinstance(found, str):
+            return found
+        card, gen = ctx.model.card, found[2]  # the generator's card says what it draws
+        if list(card.input_shape) != list(gen.input_shape) or tuple(card.bounds or ()) != tuple(gen.bounds or ()):
+            return (f"Defense-GAN projects onto {gen.name}'s range ({gen.input_shape} images in {gen.bounds}); "
+                    f"this model takes {card.input_shape} in {card.bounds}")
         return None
 
     def _smoothing(self, ctx: ScanContext, x: torch.Tensor, y: torch.Tensor, radii: list[float],
@@ -261,20 +286,22 @@ class Defenses(Check):
         }
 
     def _counterpart(self, ctx: ScanContext) -> tuple[Any, dict[str, Any], str] | str:
-        """The zoo's adversarially trained counterpart of the scanned model, or why there is none."""
-        from auditkit.loading import load_zoo_file
-        from auditkit.zoo import zoo_dir
+        """The adversarially trained counterpart named by ``--defense adversarial-training=PATH``
+        (loaded safely, any accepted format with its card), or why there is none."""
+        from pathlib import Path
 
-        name = ctx.model.card.name
-        if not name or name.endswith("-at"):
-            return ("the card names no zoo model with an adversarially trained counterpart "
-                    "(e.g. cnn-digits -> zoo/cnn-digits-at)" if not name else
-                    f"{name} is itself adversarially trained")
-        counterpart = f"{name}-at"
-        path = zoo_dir() / counterpart / "model.pt"
-        if not path.exists():
-            return f"no adversarially trained counterpart in the zoo: {path} does not exist"
-        loaded = load_zoo_file(path)
+        from auditkit.loading import load_model
+
+        arg = _argument(ctx, "adversarial-training")
+        if not arg:
+            return ("no counterpart named: give the adversarially trained model's file with "
+                    "--defense adversarial-training=PATH (e.g. adversarial-training=zoo/cnn-digits-at/model.pt "
+                    "for zoo/cnn-digits/model.pt)")
+        path = Path(arg)
+        if not path.is_file():
+            return f"the adversarially trained counterpart {path} does not exist"
+        loaded = load_model(path, device=str(ctx.model.device))
+        counterpart = loaded.card.name or path.stem
         if list(loaded.card.input_shape) != list(ctx.model.card.input_shape) or \
                 loaded.card.class_names != ctx.model.card.class_names:
             return f"{counterpart} does not take the same inputs or classes as the scanned model"
@@ -315,7 +342,8 @@ class Defenses(Check):
             "kind": "adversarial-training", "status": "ok", "defense": "adversarial-training",
             "real_gain": 100 * ((a or 0.0) - (u or 0.0)) >= GAIN_POINTS,
             "counterpart": counterpart,
-            "summary": f"zoo/{counterpart}, the adversarially trained counterpart of the scanned model",
+            "summary": f"{_argument(ctx, 'adversarial-training')} ({counterpart}), the adversarially trained "
+                       "counterpart of the scanned model",
             "clean_accuracy": clean,
             "undefended_clean_accuracy": clean0,
             "curve": curve,

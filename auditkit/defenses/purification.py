@@ -305,13 +305,31 @@ class PurifierSpec:
     eot_iter: dict[str, int]  # EOT draws per gradient, per budget (1 for deterministic purifiers)
 
 
+DEFAULT_GAN = "gan-digits"  # the zoo GAN Defense-GAN projects onto when no generator is given
+
+
+def default_generator() -> tuple[nn.Module, int, Any] | str:
+    """``(generator, latent_dim, card)`` of the zoo's ``gan-digits``, or why it is unavailable.
+
+    The one place the defenses read the zoo (declared in tests/test_architecture.py): Defense-GAN
+    needs a generator of the scanned model's inputs, and the zoo ships one for 8x8 digits. The
+    card's ``input_shape`` and ``bounds`` say what the generator draws.
+    """
+    from auditkit.zoo import artifact_path, get_model
+
+    if not artifact_path(DEFAULT_GAN).exists():
+        return f"the zoo's {DEFAULT_GAN} artifact is missing; train it with `auditkit zoo train {DEFAULT_GAN}`"
+    gan, card = get_model(DEFAULT_GAN)
+    return gan.generator, int(card.latent_dim or gan.latent_dim), card  # type: ignore[attr-defined]
+
+
 def _gan_projection(bounds: tuple[float, float], seed: int, budget: str, generator: nn.Module | None = None,
                     latent_dim: int | None = None) -> GANProjection:
     if generator is None:
-        from auditkit.zoo import get_model
-
-        gan, card = get_model("gan-digits")
-        generator, latent_dim = gan.generator, card.latent_dim or gan.latent_dim  # type: ignore[attr-defined]
+        found = default_generator()
+        if isinstance(found, str):
+            raise FileNotFoundError(found)
+        generator, latent_dim, _ = found
     if latent_dim is None:
         raise ValueError("pass latent_dim together with a generator")
     restarts, steps = GAN_SETTINGS[budget]

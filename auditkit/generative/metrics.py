@@ -576,7 +576,7 @@ def latent_attributions(
         gan: has ``.generator`` mapping ``[N, latent_dim] -> [N, C, H, W]``.
         judge: classifier of the generated images, logits ``[N, n_classes]``.
         n_samples: latent vectors drawn from N(0, I) with ``seed`` (same draw as
-            :func:`auditkit.zoo.recipes.gan_samples` with that seed).
+            :func:`gan_samples` with that seed).
         latent_dim: defaults to ``gan.latent_dim``.
 
     Returns:
@@ -645,3 +645,19 @@ def latent_attributions(
         "ig_delta_mean_abs": _num(float(delta.detach().abs().mean())),
         "predicted_histogram": np.bincount(pred.cpu().numpy()).tolist(),
     }
+
+
+def gan_samples(gan: nn.Module, n: int, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``n`` generated images ``[n, *image_shape]`` from a seeded N(0, I) latent draw, in eval mode.
+
+    ``gan`` has ``latent_dim`` and maps ``[n, latent_dim]`` latents to images; its train/eval mode
+    is restored afterwards. The zoo's evaluation and the discriminator attack share this draw.
+    """
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, int(getattr(gan, "latent_dim")), generator=g)
+    was_training = gan.training
+    gan.eval()
+    with torch.no_grad():
+        out = gan(z.to(device)).cpu()
+    gan.train(was_training)
+    return out

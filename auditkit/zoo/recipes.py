@@ -21,10 +21,11 @@ from torch.utils.data import TensorDataset
 
 from auditkit.errors import UnknownZooModelError  # noqa: F401  (re-exported)
 from auditkit.card import AuditCard, Preprocessing
-from auditkit.defenses import adversarial_training as _at
 from auditkit.data import AuditData, load_data
+from auditkit.generative.metrics import gan_samples  # noqa: F401  (re-exported)
+from auditkit.zoo.adversarial import at_recipe_trainer, evaluate_digits_at, evaluate_fraud_at
 from auditkit.zoo.models import DigitsGAN, build_architecture
-from auditkit.zoo.trainer import (
+from auditkit.training import (
     ClassifierTask,
     StepContext,
     TrainConfig,
@@ -254,18 +255,6 @@ def evaluate_fraud(model: nn.Module, data: AuditData, device: torch.device) -> d
     return metrics
 
 
-def gan_samples(gan: DigitsGAN, n: int, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """``n`` generated images ``[n, 1, 8, 8]`` from a seeded latent draw (eval mode)."""
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, gan.latent_dim, generator=g)
-    was_training = gan.training
-    gan.eval()
-    with torch.no_grad():
-        out = gan(z.to(device)).cpu()
-    gan.train(was_training)
-    return out
-
-
 def evaluate_gan(model: nn.Module, data: AuditData, device: torch.device) -> dict[str, Any]:
     """Quality as judged by the committed ``cnn-digits``: confident fraction and class coverage."""
     from auditkit.zoo import get_model
@@ -378,7 +367,7 @@ RECIPES: dict[str, ZooRecipe] = {
             "judged by the committed cnn-digits, so the judge's own errors enter the metric.",
             tolerance="confident fraction within ±0.05; all ten classes covered.",
         ),
-        # Adversarially trained counterparts (auditkit.defenses.adversarial_training).
+        # Adversarially trained counterparts (auditkit.zoo.adversarial over auditkit.defenses).
         ZooRecipe(
             name="cnn-digits-at",
             architecture="cnn-digits",
@@ -388,8 +377,8 @@ RECIPES: dict[str, ZooRecipe] = {
             make_card=lambda data: _digits_card("cnn-digits-at")(data).model_copy(update={
                 "description": "CNN on scikit-learn's 8x8 digits, pixels in [0, 1]; PGD adversarial "
                                "training (Madry et al. 2018) at Linf eps 0.1."}),
-            train=_at.at_recipe_trainer("pgd", eps=0.1, steps=7),
-            evaluate=_at.evaluate_digits_at,
+            train=at_recipe_trainer("pgd", eps=0.1, steps=7),
+            evaluate=evaluate_digits_at,
             config=TrainConfig(epochs=30, batch_size=64, channels_last=True, num_threads=1),
             lr=2e-3,
             weight_decay=1e-4,
@@ -399,7 +388,7 @@ RECIPES: dict[str, ZooRecipe] = {
                       "start, 7 steps of 2.5 * eps / 7, crafted in eval mode).",
             intended_use="The defended counterpart of cnn-digits: compare robust accuracy, clean accuracy "
                          "and training cost (`auditkit scan zoo/cnn-digits/model.pt --defense "
-                         "adversarial-training`).",
+                         "adversarial-training=zoo/cnn-digits-at/model.pt`).",
             weaknesses="Robust only near the training radius: beyond Linf 0.1 robust accuracy falls off "
                        "and by 0.3 (where a pixel can move almost a third of its range) little is left. "
                        "Not certified: the robust accuracy is an attack's upper bound (the standard "
@@ -417,8 +406,8 @@ RECIPES: dict[str, ZooRecipe] = {
                 "description": "MLP over raw transaction features (scaling and one-hot inside the model); "
                                "PGD adversarial training on the changeable numeric features (Linf 0.02 of "
                                "each feature's range), fraud weighted 5x."}),
-            train=_at.at_recipe_trainer("pgd", eps=0.02, steps=7, tabular=True, class_weights=[1.0, 5.0]),
-            evaluate=_at.evaluate_fraud_at,
+            train=at_recipe_trainer("pgd", eps=0.02, steps=7, tabular=True, class_weights=[1.0, 5.0]),
+            evaluate=evaluate_fraud_at,
             config=TrainConfig(epochs=8, batch_size=256, num_threads=1),
             lr=2e-3,
             weight_decay=1e-4,

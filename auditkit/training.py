@@ -1,4 +1,5 @@
-"""The one training loop every zoo model uses: CPU or CUDA, single process or DDP.
+"""The one training loop that the zoo and the defenses (adversarial training) share: CPU or CUDA,
+single process or DDP.
 
 A *task* owns the modules and says what one step does; :func:`fit` owns everything around it:
 devices, seeding, data loading, mixed precision, DistributedDataParallel, checkpoints, progress
