@@ -18,6 +18,8 @@ from typing import Any, Iterable, Literal, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from auditkit.sections.common import NORM_LABELS
+
 # Tableau 10: distinguishable, colour-blind friendlier than plotly's default.
 COLORWAY = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
             "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
@@ -28,8 +30,8 @@ SIGNED = [[0.0, "rgb(33,102,172)"], [0.5, "rgb(247,247,247)"], [1.0, "rgb(178,24
 GREYS = [[0.0, "rgb(255,255,255)"], [1.0, "rgb(0,0,0)"]]
 FADED = [[0.0, "rgb(255,255,255)"], [1.0, "rgb(110,110,110)"]]  # an image beneath an overlay
 HEAT = [[0.0, "rgb(255,255,255)"], [0.5, "rgb(253,174,97)"], [1.0, "rgb(165,0,38)"]]
-# How a threat model's norm is written in titles and labels.
-NORM_LABEL = {"linf": "L∞", "l2": "L2"}
+# How a threat model's norm is written in titles and labels: the one table, in auditkit.sections.
+NORM_LABEL = NORM_LABELS
 
 
 @dataclass
