@@ -9,15 +9,12 @@ from scipy import stats
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; ``(0, 1)`` when ``n == 0``."""
+    """Wilson score interval of ``successes`` in ``n`` trials (scipy's ``binomtest``);
+    ``(0, 1)`` when ``n == 0``. The one place every proportion's interval comes from."""
     if n <= 0:
         return (0.0, 1.0)
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
+    return (max(0.0, float(ci.low)), min(1.0, float(ci.high)))
 
 
 def proportion(successes: int, n: int, confidence: float = 0.95) -> dict[str, float | int]:

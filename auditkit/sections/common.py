@@ -76,10 +76,10 @@ class Proportion(Estimate):
         """``successes`` of ``n`` with the Wilson score interval (scipy); value None when n = 0."""
         if n <= 0:
             return cls(value=None, ci_low=0.0, ci_high=1.0, n=0)
-        from scipy.stats import binomtest
+        from auditkit.stats import wilson_interval
 
-        ci = binomtest(int(successes), int(n)).proportion_ci(CONFIDENCE, method="wilson")
-        return cls(value=successes / n, ci_low=float(ci.low), ci_high=float(ci.high), n=int(n))
+        lo, hi = wilson_interval(successes, n, CONFIDENCE)
+        return cls(value=successes / n, ci_low=lo, ci_high=hi, n=int(n))
 
     @classmethod
     def of_fraction(cls, fraction: float | None, n: int | None) -> "Proportion":
