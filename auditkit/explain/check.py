@@ -70,6 +70,31 @@ def explain_inputs(ctx: ScanContext) -> dict[str, Any]:
     return inputs
 
 
+def explain_attributions(ctx: ScanContext) -> tuple[dict[str, torch.Tensor], dict[str, str | None]]:
+    """Attributions ``[n, *input_shape]`` (CPU) of every method that can run, on the samples of
+    :func:`explain_inputs`, and each registered method's skip reason (``None`` when it ran).
+
+    Computed once per scan (``ctx.cache``): ``attributions`` computes them, and
+    ``explanation-quality`` run alone (``--only explanation-quality``) computes the very same
+    ones, so its figures equal a full scan's. Each attribution is seeded and draws from a private
+    RNG (:func:`auditkit.explain.methods.attribute`), so the order of checks does not matter.
+    """
+    if "attributions" in ctx.cache and "attribution_status" in ctx.cache:
+        return ctx.cache["attributions"], ctx.cache["attribution_status"]
+    card, module = ctx.model.card, ctx.model.module
+    inputs = explain_inputs(ctx)
+    status = available_methods(card, module, ctx.model.eager)
+    attributions: dict[str, torch.Tensor] = {}
+    for name in ctx.track(list(status), desc="attributions"):
+        if status[name]:
+            continue
+        attr = attribute(name, module, inputs["x"], inputs["target"], card, baseline=inputs["baseline"],
+                         seed=ctx.config.seed)
+        attributions[name] = attr.detach().cpu()
+    ctx.cache["attributions"], ctx.cache["attribution_status"] = attributions, status
+    return attributions, status
+
+
 def _tabular_baseline(ctx: ScanContext) -> torch.Tensor:
     """Training mean per feature; the most frequent code for categoricals. Shape ``[1, F]``."""
     x = ctx.data.x_train
@@ -80,6 +105,12 @@ def _tabular_baseline(ctx: ScanContext) -> torch.Tensor:
     return torch.from_numpy(base.astype(np.float32))[None]
 
 
+def _quality_methods(test: str, names: list[str]) -> list[str]:
+    """Of ``names``, the methods whose spec lists quality test ``test`` (``MethodSpec.quality``),
+    in registry order."""
+    return [m for m in METHODS if m in names and test in METHODS[m].quality]
+
+
 @register_check
 class Attributions(Check):
     name = "attributions"
@@ -87,22 +118,14 @@ class Attributions(Check):
     tasks = CLASSIFIERS
 
     def run(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
-        card, module = ctx.model.card, ctx.model.module
+        card = ctx.model.card
         inputs = explain_inputs(ctx)
-        x, target = inputs["x"], inputs["target"]
-        status = available_methods(card, module, ctx.model.eager)
-        attributions: dict[str, torch.Tensor] = {}
-        methods_out: dict[str, Any] = {}
-        for name in ctx.track(list(status), desc="attributions"):
-            reason = status[name]
-            if reason:
-                methods_out[name] = {"status": "skipped", "reason": reason}
-                continue
-            attr = attribute(name, module, x, target, card, baseline=inputs["baseline"], seed=ctx.config.seed)
-            attributions[name] = attr.detach().cpu()
-            methods_out[name] = {"status": "ok", "title": METHODS[name].title,
-                                 "mean_abs": float(attr.abs().mean())}
-        ctx.cache["attributions"] = attributions
+        x = inputs["x"]
+        attributions, status = explain_attributions(ctx)
+        methods_out: dict[str, Any] = {
+            name: {"status": "skipped", "reason": reason} if reason else
+            {"status": "ok", "title": METHODS[name].title, "mean_abs": float(attributions[name].abs().mean())}
+            for name, reason in status.items()}
         y = torch.from_numpy(ctx.data.y_test[inputs["idx"]])
         shown = list(range(min(GALLERY_ITEMS, len(y))))
         out: dict[str, Any] = {
@@ -159,8 +182,9 @@ class ExplanationQuality(Check):
         card, module, seed = ctx.model.card, ctx.model.module, ctx.config.seed
         inputs = explain_inputs(ctx)
         x, target, baseline = inputs["x"], inputs["target"], inputs["baseline"]
-        attributions = ctx.cache.get("attributions") or {}
-        usable = [m for m, r in available_methods(card, module, ctx.model.eager).items() if r is None]
+        # The attributions check's, or the same ones computed now (--only explanation-quality).
+        attributions, status = explain_attributions(ctx)
+        usable = [m for m, r in status.items() if r is None]
         findings: list[Finding] = []
         out: dict[str, Any] = {}
 
@@ -180,7 +204,7 @@ class ExplanationQuality(Check):
                            "check for non-differentiable steps (ReLU kinks at scale, clipping) in the forward."))
 
         n_rand = min(RANDOMISATION_SAMPLES[ctx.config.budget], len(x))
-        rand_methods = [m for m in ("saliency", "ig", "gradcam", "guided-backprop", "smoothgrad") if m in usable]
+        rand_methods = _quality_methods("randomisation", usable)
         if rand_methods and ctx.model.eager:
             rt = randomisation_test(module, x[:n_rand], target[:n_rand], card, rand_methods, seed=seed)
             out["randomisation"] = rt
@@ -199,7 +223,7 @@ class ExplanationQuality(Check):
                                "randomisation test in this section (see the table)."))
 
         curves = {}
-        for m in ctx.track([m for m in ("ig", "saliency", "occlusion", "gradcam") if m in attributions],
+        for m in ctx.track(_quality_methods("deletion-insertion", list(attributions)),
                            desc="deletion/insertion"):
             curves[m] = deletion_insertion(module, x, target, attributions[m].to(x.device), card, seed=seed,
                                            baseline=baseline)
@@ -225,7 +249,7 @@ class ExplanationQuality(Check):
             n_inf = min(32, len(x))
             out["infidelity_sensitivity"] = {
                 m: infidelity_sensitivity(module, x[:n_inf], target[:n_inf], m, card, seed=seed)
-                for m in ("saliency", "ig") if m in usable
+                for m in _quality_methods("infidelity", usable)
             }
 
         gt = self._ground_truth(ctx, inputs, attributions)

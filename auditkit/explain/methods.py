@@ -11,7 +11,7 @@
   - ``forward_encoded(z) -> logits``, with ``forward(x) == forward_encoded(encode(x))``;
   - ``encoded_feature_index: list[int]``, length ``D``: the raw feature of each encoded column.
 
-  The gradient methods (:data:`ENCODED_METHODS`) then run on ``z = encode(x)`` against the
+  The gradient methods with an ``encoded`` callable then run on ``z = encode(x)`` against the
   encoded baseline (references encoded the same way) and the ``[N, D]`` attributions are summed
   per raw feature into ``[N, F]``, as text methods run on the embeddings and sum over the
   embedding axis. Integer category codes are rounded before the one-hot, so in raw space their
@@ -37,7 +37,7 @@ import contextlib
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -64,8 +64,6 @@ IMAGE, TEXT, TABULAR = "image-classification", "text-classification", "tabular-c
 ALL_TASKS = (IMAGE, TEXT, TABULAR)
 NT_SAMPLES = 16  # SmoothGrad noisy copies and GradientSHAP samples per input
 NOISE_FRACTION = 0.1  # noise stdev as a fraction of the input's spread (Smilkov et al. 2017)
-# Gradient methods that run in a tabular model's encoded space when it has one (module docstring).
-ENCODED_METHODS = frozenset({"saliency", "ig", "smoothgrad", "deeplift", "gradient-shap"})
 ENCODED_NOTE = (
     " Tabular models with an encoded space (encode / forward_encoded / encoded_feature_index, as "
     "the zoo's TabularMLP): computed on the encoded inputs (numeric features in the model's "
@@ -79,13 +77,57 @@ class AttributionError(ValueError):
     """Bad input to an attribution method. The message says what is wrong and how to fix it."""
 
 
+QUALITY_TESTS = ("randomisation", "deletion-insertion", "infidelity")
+
+
+@dataclass
+class Chunk:
+    """One batch of one :func:`attribute` call, as a method's callables receive it.
+
+    ``x``: images ``[n, C, H, W]``, raw tabular features ``[n, F]`` or token ids ``[n, L]``;
+    ``target``: ``[n]`` int64; ``baseline``: like ``x``; ``references``: GradientSHAP's reference
+    draws ``[NT_SAMPLES, ...]`` (raw units, embedding space for text) or None; ``scale``: noise
+    stdev, a scalar or ``[F]`` per tabular feature (0 for categorical codes in encoded space).
+    """
+
+    module: nn.Module
+    x: Tensor
+    target: Tensor
+    baseline: Tensor
+    references: Tensor | None
+    scale: Tensor
+    card: AuditCard
+    n_steps: int
+    return_delta: bool
+
+
+Result = tuple[Tensor, "Tensor | None"]  # (attributions, convergence delta or None)
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    """A registered attribution method.
+    """A registered attribution method: what it is and the callables that compute it.
 
-    ``needs_eager``: the method needs module or layer hooks on every task, so TorchScript and
-    exported models cannot run it. (On text, every gradient method needs a hook on the
-    embedding layer; :func:`available_methods` reports that too.)
+    Adding a method is one spec (:func:`register_method`); nothing else switches on its name.
+
+    - ``dense(chunk) -> (attr, delta)``: images and tabular models in raw input space,
+      attributions shaped like ``chunk.x``;
+    - ``encoded(chunk, enc, z, zb) -> (attr, delta)``: tabular models with an encoded space
+      (module docstring): attributions ``[n, D]`` over the encoded inputs ``z`` (baseline ``zb``),
+      summed per raw feature by the caller; None: the method runs in raw space there too;
+    - ``text(chunk, wrapped, layer) -> (attr, delta)``: text models; with
+      ``text_on_embeddings`` (default) ``wrapped`` is the model seen from its embedding
+      ``layer`` and the result is ``[n, L, E]`` per embedding dimension (summed and zeroed at
+      pads by the caller); without it ``wrapped``/``layer`` are None and the result is
+      per-token scores ``[n, L]``;
+    - ``needs_eager``: needs module or layer hooks on every task, so TorchScript and exported
+      models cannot run it (on text every ``text_on_embeddings`` method needs a hook on the
+      embedding layer; :func:`available_methods` reports that too);
+    - ``requires(card, module)``: why the method cannot run on this model, or None;
+    - ``not_applicable``: the reason shown for a task outside ``tasks`` (``{task}`` filled in);
+    - ``noisy``: draws noise of scale ``chunk.scale`` (seeded); ``references``: needs
+      GradientSHAP-style reference draws; ``has_delta``: returns a convergence delta;
+    - ``quality``: which explanation-quality tests (:data:`QUALITY_TESTS`) evaluate it.
     """
 
     name: str
@@ -93,75 +135,16 @@ class MethodSpec:
     tasks: tuple[str, ...]
     needs_eager: bool
     description: str
-
-
-METHODS: dict[str, MethodSpec] = {
-    spec.name: spec
-    for spec in [
-        MethodSpec(
-            "saliency", "Saliency", ALL_TASKS, False,
-            "Absolute gradient of the target logit w.r.t. the input (Simonyan et al. 2014; "
-            "captum Saliency, abs=True). The sign is lost: it says how sensitive the logit is, "
-            "not in which direction. Text: |gradient| w.r.t. the token embeddings, summed over "
-            "the embedding dimension." + ENCODED_NOTE,
-        ),
-        MethodSpec(
-            "ig", "Integrated gradients", ALL_TASKS, False,
-            "Gradients integrated along the straight path from a baseline to the input "
-            "(Sundararajan et al. 2017; captum IntegratedGradients, Gauss-Legendre steps). "
-            "Attributions sum to f(x) - f(baseline) up to captum's convergence delta. Baseline: "
-            "black image; tabular training mean (else zeros clipped to each feature's range); "
-            "text: layer IG on the embeddings with the pad token's embedding as baseline." + ENCODED_NOTE,
-        ),
-        MethodSpec(
-            "smoothgrad", "SmoothGrad", ALL_TASKS, False,
-            f"Saliency averaged over {NT_SAMPLES} noisy copies of the input (Smilkov et al. 2017; "
-            f"captum NoiseTunnel over Saliency). Noise stdev: {NOISE_FRACTION} x the bounds range "
-            f"(images), {NOISE_FRACTION} x each feature's std estimated from its range as "
-            f"(max-min)/sqrt(12) (tabular), {NOISE_FRACTION} x the range of the embedding weights "
-            "(text, noise added to the embeddings). Seeded." + ENCODED_NOTE + " There the noise is "
-            "added to the raw features before encoding; categorical codes get none.",
-        ),
-        MethodSpec(
-            "gradcam", "Grad-CAM", (IMAGE,), True,
-            "Class activation map of the last convolutional layer weighted by its pooled "
-            "gradients, ReLU'd (Selvaraju et al. 2017; captum LayerGradCam on the model's "
-            "`gradcam_layer`, else its last nn.Conv2d), upsampled bilinearly to the input size "
-            "and repeated over channels. Coarse: one value per layer cell.",
-        ),
-        MethodSpec(
-            "occlusion", "Occlusion", ALL_TASKS, False,
-            "Drop in the target logit when part of the input is replaced by the baseline "
-            "(Zeiler & Fergus 2014). Images: captum Occlusion with a square window of side "
-            "max(1, round(min(H, W) / 4)) (2x2 on 8x8) and stride half the side (1 on 8x8), "
-            "baseline the black image; tabular: captum FeatureAblation, one feature at a time "
-            "set to its baseline value; text: one token at a time replaced by the unk token. "
-            "Needs only forward passes.",
-        ),
-        MethodSpec(
-            "deeplift", "DeepLIFT", ALL_TASKS, True,
-            "Rescale-rule DeepLIFT against the baseline (Shrikumar et al. 2017; captum DeepLift, "
-            "LayerDeepLift on the embeddings for text). Needs nonlinearities as modules; "
-            "unavailable on recurrent models because captum cannot reach the gates inside "
-            "nn.LSTM / nn.GRU / nn.RNN." + ENCODED_NOTE,
-        ),
-        MethodSpec(
-            "gradient-shap", "GradientSHAP", ALL_TASKS, False,
-            f"Expected gradients x (input - reference) over {NT_SAMPLES} references drawn from "
-            f"the baseline plus Gaussian noise ({NOISE_FRACTION} x the input's spread, as for "
-            "SmoothGrad) at random points on the path (Lundberg & Lee 2017; captum GradientShap). "
-            "A per-sample baseline is averaged into one reference. Seeded." + ENCODED_NOTE + " There "
-            "the references are drawn in raw units (no noise on categorical codes), then encoded.",
-        ),
-        MethodSpec(
-            "guided-backprop", "Guided backpropagation", (IMAGE,), True,
-            "Gradient with negative gradients zeroed at every ReLU on the way back (Springenberg "
-            "et al. 2015; captum GuidedBackprop). Only nn.ReLU modules are guided: a model using "
-            "functional relu still runs but gets the plain gradient there. Known to be "
-            "insensitive to the model's weights (Adebayo et al. 2018).",
-        ),
-    ]
-}
+    dense: Callable[[Chunk], Result] | None = None
+    encoded: Callable[..., Result] | None = None
+    text: Callable[..., Result] | None = None
+    text_on_embeddings: bool = True
+    requires: Callable[[AuditCard, nn.Module], "str | None"] | None = None
+    not_applicable: str | None = None
+    noisy: bool = False
+    references: bool = False
+    has_delta: bool = False
+    quality: frozenset[str] = frozenset()
 
 
 # ----------------------------------------------------------------------------- availability
@@ -201,28 +184,20 @@ def _is_eager(module: nn.Module) -> bool:
 
 def _skip_reason(spec: MethodSpec, card: AuditCard, module: nn.Module, eager: bool) -> str | None:
     if card.task not in spec.tasks:
-        if spec.name == "gradcam":
-            return f"Grad-CAM needs a convolutional layer over image inputs; not applicable to {card.task}"
+        if spec.not_applicable:
+            return spec.not_applicable.format(task=card.task)
         kinds = " and ".join(_task_word(t) for t in spec.tasks)
         return f"{spec.title} applies to {kinds} models only, not {card.task}"
-    needs_hooks = spec.needs_eager or (card.task == TEXT and spec.name != "occlusion")
+    needs_hooks = spec.needs_eager or (card.task == TEXT and spec.text_on_embeddings)
     if needs_hooks and not eager:
         what = "the embedding layer" if card.task == TEXT else "layers"
         return (
             f"{spec.title} needs hooks on {what}; layer hooks unavailable on TorchScript and "
             "exported models (scan the eager zoo model.pt, or a state_dict with --arch)"
         )
-    if spec.name == "gradcam" and _gradcam_layer(module) is None:
-        return "Grad-CAM needs a convolutional layer (nn.Conv2d) and the model has none"
     if card.task == TEXT and needs_hooks and _embedding_layer(module) is None:
         return f"{spec.title} on text runs on the embedding layer and the model has no nn.Embedding"
-    if spec.name == "deeplift" and _has_rnn(module):
-        return (
-            "DeepLIFT is unavailable on recurrent models: captum's DeepLift cannot reach the "
-            "sigmoid/tanh gates inside nn.LSTM/GRU/RNN, so its result would not be DeepLIFT "
-            "(use ig)"
-        )
-    return None
+    return spec.requires(card, module) if spec.requires is not None else None
 
 
 def available_methods(card: AuditCard, module: nn.Module, eager: bool) -> dict[str, str | None]:
@@ -328,48 +303,14 @@ class _EncodedModel(nn.Module):
         return out.index_add_(1, index, a)
 
 
-def _encoded(
-    method: str, module: nn.Module, x: Tensor, t: Tensor, base: Tensor, ref: Tensor,
-    scale: Tensor, card: AuditCard, n_steps: int, return_delta: bool,
-) -> tuple[Tensor, Tensor | None]:
+def _encoded(spec: MethodSpec, c: Chunk) -> Result:
     """One chunk of tabular attributions ``[n, F]`` computed in the model's encoded space.
 
-    ``base`` and ``ref`` come in raw units and are encoded here; ``scale`` is the raw-unit
-    noise stdev per feature, 0 for categorical features (see :func:`attribute`).
+    ``c.baseline`` and ``c.references`` come in raw units (the references are encoded by the
+    method); ``c.scale`` is the raw-unit noise stdev per feature, 0 for categorical features.
     """
-    enc = _EncodedModel(module, x.shape[1])
-    z, zb = enc.encode(x), enc.encode(base)
-    delta = None
-    if method == "saliency":
-        a = Saliency(enc).attribute(z, target=t, abs=True)
-    elif method == "ig":
-        out = IntegratedGradients(enc).attribute(
-            z, baselines=zb, target=t, n_steps=n_steps, return_convergence_delta=return_delta
-        )
-        # The per-feature sum keeps sum(attr), so captum's delta is the raw model's delta too.
-        a, delta = (out[0], out[1]) if return_delta else (out, None)
-    elif method == "smoothgrad":
-        # Noise goes into the raw features, before encoding (not into z): every noisy sample is
-        # then a valid input of the network (one-hot columns stay one-hot instead of becoming
-        # fractional mixtures of categories), the noise is the documented per-feature raw scale
-        # (the same neighbourhood as for models without the protocol), and no encoded-space
-        # scale has to be invented. Categorical codes get no noise (scale 0): codes are
-        # nominal, the neighbouring code is no nearer than any other, and the gradient already
-        # covers every category's one-hot column. Same estimator as captum's NoiseTunnel
-        # smoothgrad (mean of |gradient| over NT_SAMPLES noisy copies), batched in one call.
-        n = x.shape[0]
-        noise = torch.randn((NT_SAMPLES, *x.shape), dtype=x.dtype, device=x.device) * scale
-        zn = enc.encode((x.unsqueeze(0) + noise).reshape(NT_SAMPLES * n, -1))
-        grads = Saliency(enc).attribute(zn, target=t.repeat(NT_SAMPLES), abs=True)
-        a = grads.reshape(NT_SAMPLES, n, -1).mean(0)
-    elif method == "deeplift":
-        a = DeepLift(enc).attribute(z, baselines=zb, target=t)
-    elif method == "gradient-shap":
-        a = GradientShap(enc).attribute(
-            z, baselines=enc.encode(ref), n_samples=NT_SAMPLES, stdevs=0.0, target=t
-        )
-    else:
-        raise AssertionError(f"unhandled method {method}")  # ENCODED_METHODS and switch disagree
+    enc = _EncodedModel(c.module, c.x.shape[1])
+    a, delta = spec.encoded(c, enc, enc.encode(c.x), enc.encode(c.baseline))  # type: ignore[misc]
     return enc.per_feature(a), delta
 
 
@@ -413,8 +354,9 @@ def _check_inputs(
         )
     if n_steps < 1 or batch_size < 1:
         raise AttributionError(f"n_steps ({n_steps}) and batch_size ({batch_size}) must be >= 1")
-    if return_delta and method != "ig":
-        raise AttributionError("return_delta=True is only defined for 'ig' (the convergence delta)")
+    if return_delta and not spec.has_delta:
+        with_delta = ", ".join(repr(n) for n, s in METHODS.items() if s.has_delta)
+        raise AttributionError(f"return_delta=True is only defined for {with_delta} (the convergence delta)")
     return spec
 
 
@@ -519,110 +461,270 @@ def _private_rng(x: Tensor) -> Iterator[None]:
         np.random.set_state(state)
 
 
-def _dense(
-    method: str, module: nn.Module, x: Tensor, t: Tensor, base: Tensor, ref: Tensor,
-    scale: Tensor, card: AuditCard, n_steps: int, return_delta: bool,
-) -> tuple[Tensor, Tensor | None]:
-    """One chunk of image or tabular attributions, same shape as ``x``."""
-    if method == "saliency":
-        return Saliency(module).attribute(x, target=t, abs=True), None
-    if method == "ig":
-        out = IntegratedGradients(module).attribute(
-            x, baselines=base, target=t, n_steps=n_steps, return_convergence_delta=return_delta
-        )
-        return (out[0], out[1]) if return_delta else (out, None)
-    if method == "smoothgrad":
-        if card.task == TABULAR:
-            # captum's stdevs is one number per input tensor; per-feature noise comes from running
-            # in units of each feature's scale, z = x / s: noise 1 in z is noise s in x, and
-            # |df/dx| = |df/dz| / s exactly.
-            scaled = lambda z: module(z * scale)  # noqa: E731
-            grads = NoiseTunnel(Saliency(scaled)).attribute(
-                x / scale, nt_type="smoothgrad", nt_samples=NT_SAMPLES, stdevs=1.0, target=t
-            )
-            return grads / scale, None
-        return NoiseTunnel(Saliency(module)).attribute(
-            x, nt_type="smoothgrad", nt_samples=NT_SAMPLES, stdevs=float(scale), target=t
-        ), None
-    if method == "gradcam":
-        layer = _gradcam_layer(module)
-        cam = LayerGradCam(module, layer).attribute(x, target=t, relu_attributions=True)
-        cam = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="bilinear")
-        return cam.expand(-1, x.shape[1], -1, -1), None
-    if method == "occlusion":
-        if card.task == TABULAR:
-            return FeatureAblation(module).attribute(
-                x, baselines=base, target=t, perturbations_per_eval=min(x.shape[1], 16)
-            ), None
-        window, strides = _occlusion_window(x)
-        return Occlusion(module).attribute(
-            x, sliding_window_shapes=window, strides=strides, baselines=base, target=t,
-            perturbations_per_eval=16,
-        ), None
-    if method == "deeplift":
-        return DeepLift(module).attribute(x, baselines=base, target=t), None
-    if method == "gradient-shap":
-        return GradientShap(module).attribute(x, baselines=ref, n_samples=NT_SAMPLES, stdevs=0.0, target=t), None
-    if method == "guided-backprop":
-        return GuidedBackprop(module).attribute(x, target=t), None
-    raise AssertionError(f"unhandled method {method}")  # the registry and this switch disagree
+def _dense(spec: MethodSpec, c: Chunk) -> Result:
+    """One chunk of image or tabular attributions, same shape as ``c.x``."""
+    return spec.dense(c)  # type: ignore[misc]
 
 
-def _text(
-    method: str, module: nn.Module, tokens: Tensor, t: Tensor, base: Tensor, ref: Tensor,
-    scale: Tensor, card: AuditCard, n_steps: int, return_delta: bool,
-) -> tuple[Tensor, Tensor | None]:
+def _text(spec: MethodSpec, c: Chunk) -> Result:
     """One chunk of per-token scores ``[n, L]``, 0 at pad positions."""
-    text = card.text
+    text = c.card.text
     assert text is not None  # validated by the card
-    pad = tokens == text.pad_id
-    delta = None
-    if method == "occlusion":
-        # Forward passes only: each non-pad token in turn becomes unk; pads are "replaced" by
-        # pad, which changes nothing, so their score is exactly 0.
-        replaced = torch.where(pad, tokens, torch.full_like(tokens, text.unk_id))
-        positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
-        scores = FeatureAblation(module).attribute(
-            tokens, baselines=replaced, target=t, feature_mask=positions,
-            perturbations_per_eval=min(tokens.shape[1], 16),
-        )
-        return scores.float().masked_fill(pad, 0.0), None
-
-    layer = _embedding_layer(module)
-    wrapped = _TokenModel(module, layer)  # type: ignore[arg-type]
-    args = (tokens,)
-    if method == "saliency":
-        grads = LayerGradientXActivation(wrapped, layer, multiply_by_inputs=False).attribute(
-            tokens, target=t, additional_forward_args=args
-        )
-        per_dim = grads.abs()
-    elif method == "ig":
-        out = LayerIntegratedGradients(wrapped, layer).attribute(
-            tokens, baselines=base, target=t, additional_forward_args=args, n_steps=n_steps,
-            return_convergence_delta=return_delta,
-        )
-        per_dim, delta = (out[0], out[1]) if return_delta else (out, None)
-    elif method == "deeplift":
-        per_dim = LayerDeepLift(wrapped, layer).attribute(
-            tokens, baselines=base, target=t, additional_forward_args=args
-        )
-    else:
-        # Noise must go into the embeddings (captum's NoiseTunnel and LayerGradientShap would
-        # add it to the token ids), so these two run captum's method on the embeddings.
-        emb = layer(tokens).detach()  # type: ignore[misc]
-        if method == "smoothgrad":
-            per_dim = NoiseTunnel(Saliency(wrapped.from_embeddings)).attribute(
-                emb, nt_type="smoothgrad", nt_samples=NT_SAMPLES, stdevs=float(scale),
-                target=t, additional_forward_args=args,
-            )
-        elif method == "gradient-shap":
-            per_dim = GradientShap(wrapped.from_embeddings).attribute(
-                emb, baselines=ref, n_samples=NT_SAMPLES, stdevs=0.0, target=t,
-                additional_forward_args=args,
-            )
-        else:
-            raise AssertionError(f"unhandled method {method}")  # registry and switch disagree
+    pad = c.x == text.pad_id
+    if not spec.text_on_embeddings:
+        scores, delta = spec.text(c, None, None)  # type: ignore[misc]
+        return scores.float().masked_fill(pad, 0.0), delta
+    layer = _embedding_layer(c.module)
+    per_dim, delta = spec.text(c, _TokenModel(c.module, layer), layer)  # type: ignore[arg-type, misc]
     return per_dim.sum(-1).masked_fill(pad, 0.0), delta
+
+
+# ----------------------------------------------------------------------------- the methods
+# Each method's callables, then its spec. ``ig`` shows all three spaces: raw (dense), a tabular
+# model's encoded space, and text embeddings.
+
+
+def _ig_dense(c: Chunk) -> Result:
+    out = IntegratedGradients(c.module).attribute(
+        c.x, baselines=c.baseline, target=c.target, n_steps=c.n_steps, return_convergence_delta=c.return_delta
+    )
+    return (out[0], out[1]) if c.return_delta else (out, None)
+
+
+def _ig_encoded(c: Chunk, enc: _EncodedModel, z: Tensor, zb: Tensor) -> Result:
+    out = IntegratedGradients(enc).attribute(
+        z, baselines=zb, target=c.target, n_steps=c.n_steps, return_convergence_delta=c.return_delta
+    )
+    # The per-feature sum keeps sum(attr), so captum's delta is the raw model's delta too.
+    return (out[0], out[1]) if c.return_delta else (out, None)
+
+
+def _ig_text(c: Chunk, wrapped: _TokenModel, layer: nn.Embedding) -> Result:
+    out = LayerIntegratedGradients(wrapped, layer).attribute(
+        c.x, baselines=c.baseline, target=c.target, additional_forward_args=(c.x,), n_steps=c.n_steps,
+        return_convergence_delta=c.return_delta,
+    )
+    return (out[0], out[1]) if c.return_delta else (out, None)
+
+
+def _saliency_text(c: Chunk, wrapped: _TokenModel, layer: nn.Embedding) -> Result:
+    grads = LayerGradientXActivation(wrapped, layer, multiply_by_inputs=False).attribute(
+        c.x, target=c.target, additional_forward_args=(c.x,)
+    )
+    return grads.abs(), None
+
+
+def _smoothgrad_dense(c: Chunk) -> Result:
+    if c.card.task == TABULAR:
+        # captum's stdevs is one number per input tensor; per-feature noise comes from running
+        # in units of each feature's scale, z = x / s: noise 1 in z is noise s in x, and
+        # |df/dx| = |df/dz| / s exactly.
+        scale, module = c.scale, c.module
+        scaled = lambda z: module(z * scale)  # noqa: E731
+        grads = NoiseTunnel(Saliency(scaled)).attribute(
+            c.x / scale, nt_type="smoothgrad", nt_samples=NT_SAMPLES, stdevs=1.0, target=c.target
+        )
+        return grads / scale, None
+    return NoiseTunnel(Saliency(c.module)).attribute(
+        c.x, nt_type="smoothgrad", nt_samples=NT_SAMPLES, stdevs=float(c.scale), target=c.target
+    ), None
+
+
+def _smoothgrad_encoded(c: Chunk, enc: _EncodedModel, z: Tensor, zb: Tensor) -> Result:
+    # Noise goes into the raw features, before encoding (not into z): every noisy sample is
+    # then a valid input of the network (one-hot columns stay one-hot instead of becoming
+    # fractional mixtures of categories), the noise is the documented per-feature raw scale
+    # (the same neighbourhood as for models without the protocol), and no encoded-space
+    # scale has to be invented. Categorical codes get no noise (scale 0): codes are
+    # nominal, the neighbouring code is no nearer than any other, and the gradient already
+    # covers every category's one-hot column. Same estimator as captum's NoiseTunnel
+    # smoothgrad (mean of |gradient| over NT_SAMPLES noisy copies), batched in one call.
+    n = c.x.shape[0]
+    noise = torch.randn((NT_SAMPLES, *c.x.shape), dtype=c.x.dtype, device=c.x.device) * c.scale
+    zn = enc.encode((c.x.unsqueeze(0) + noise).reshape(NT_SAMPLES * n, -1))
+    grads = Saliency(enc).attribute(zn, target=c.target.repeat(NT_SAMPLES), abs=True)
+    return grads.reshape(NT_SAMPLES, n, -1).mean(0), None
+
+
+def _smoothgrad_text(c: Chunk, wrapped: _TokenModel, layer: nn.Embedding) -> Result:
+    # Noise must go into the embeddings (captum's NoiseTunnel would add it to the token ids).
+    emb = layer(c.x).detach()
+    return NoiseTunnel(Saliency(wrapped.from_embeddings)).attribute(
+        emb, nt_type="smoothgrad", nt_samples=NT_SAMPLES, stdevs=float(c.scale),
+        target=c.target, additional_forward_args=(c.x,),
+    ), None
+
+
+def _gradcam_dense(c: Chunk) -> Result:
+    x = c.x
+    cam = LayerGradCam(c.module, _gradcam_layer(c.module)).attribute(x, target=c.target, relu_attributions=True)
+    cam = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="bilinear")
+    return cam.expand(-1, x.shape[1], -1, -1), None
+
+
+def _gradcam_requires(card: AuditCard, module: nn.Module) -> str | None:
+    if _gradcam_layer(module) is None:
+        return "Grad-CAM needs a convolutional layer (nn.Conv2d) and the model has none"
+    return None
+
+
+def _occlusion_dense(c: Chunk) -> Result:
+    if c.card.task == TABULAR:
+        return FeatureAblation(c.module).attribute(
+            c.x, baselines=c.baseline, target=c.target, perturbations_per_eval=min(c.x.shape[1], 16)
+        ), None
+    window, strides = _occlusion_window(c.x)
+    return Occlusion(c.module).attribute(
+        c.x, sliding_window_shapes=window, strides=strides, baselines=c.baseline, target=c.target,
+        perturbations_per_eval=16,
+    ), None
+
+
+def _occlusion_text(c: Chunk, _wrapped: None, _layer: None) -> Result:
+    # Forward passes only: each non-pad token in turn becomes unk; pads are "replaced" by
+    # pad, which changes nothing, so their score is exactly 0.
+    text, tokens = c.card.text, c.x
+    pad = tokens == text.pad_id  # type: ignore[union-attr]
+    replaced = torch.where(pad, tokens, torch.full_like(tokens, text.unk_id))  # type: ignore[union-attr]
+    positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+    return FeatureAblation(c.module).attribute(
+        tokens, baselines=replaced, target=c.target, feature_mask=positions,
+        perturbations_per_eval=min(tokens.shape[1], 16),
+    ), None
+
+
+def _deeplift_requires(card: AuditCard, module: nn.Module) -> str | None:
+    if _has_rnn(module):
+        return (
+            "DeepLIFT is unavailable on recurrent models: captum's DeepLift cannot reach the "
+            "sigmoid/tanh gates inside nn.LSTM/GRU/RNN, so its result would not be DeepLIFT "
+            "(use ig)"
+        )
+    return None
+
+
+def _gradient_shap_text(c: Chunk, wrapped: _TokenModel, layer: nn.Embedding) -> Result:
+    # Noise must go into the embeddings (captum's LayerGradientShap would add it to the token
+    # ids), so captum's method runs on the embeddings.
+    emb = layer(c.x).detach()
+    return GradientShap(wrapped.from_embeddings).attribute(
+        emb, baselines=c.references, n_samples=NT_SAMPLES, stdevs=0.0, target=c.target,
+        additional_forward_args=(c.x,),
+    ), None
+
+
+_ALL_QUALITY = frozenset(QUALITY_TESTS)
+
+METHODS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in [
+        MethodSpec(
+            "saliency", "Saliency", ALL_TASKS, False,
+            "Absolute gradient of the target logit w.r.t. the input (Simonyan et al. 2014; "
+            "captum Saliency, abs=True). The sign is lost: it says how sensitive the logit is, "
+            "not in which direction. Text: |gradient| w.r.t. the token embeddings, summed over "
+            "the embedding dimension." + ENCODED_NOTE,
+            dense=lambda c: (Saliency(c.module).attribute(c.x, target=c.target, abs=True), None),
+            encoded=lambda c, enc, z, zb: (Saliency(enc).attribute(z, target=c.target, abs=True), None),
+            text=_saliency_text, quality=_ALL_QUALITY,
+        ),
+        MethodSpec(
+            "ig", "Integrated gradients", ALL_TASKS, False,
+            "Gradients integrated along the straight path from a baseline to the input "
+            "(Sundararajan et al. 2017; captum IntegratedGradients, Gauss-Legendre steps). "
+            "Attributions sum to f(x) - f(baseline) up to captum's convergence delta. Baseline: "
+            "black image; tabular training mean (else zeros clipped to each feature's range); "
+            "text: layer IG on the embeddings with the pad token's embedding as baseline." + ENCODED_NOTE,
+            dense=_ig_dense, encoded=_ig_encoded, text=_ig_text, has_delta=True, quality=_ALL_QUALITY,
+        ),
+        MethodSpec(
+            "smoothgrad", "SmoothGrad", ALL_TASKS, False,
+            f"Saliency averaged over {NT_SAMPLES} noisy copies of the input (Smilkov et al. 2017; "
+            f"captum NoiseTunnel over Saliency). Noise stdev: {NOISE_FRACTION} x the bounds range "
+            f"(images), {NOISE_FRACTION} x each feature's std estimated from its range as "
+            f"(max-min)/sqrt(12) (tabular), {NOISE_FRACTION} x the range of the embedding weights "
+            "(text, noise added to the embeddings). Seeded." + ENCODED_NOTE + " There the noise is "
+            "added to the raw features before encoding; categorical codes get none.",
+            dense=_smoothgrad_dense, encoded=_smoothgrad_encoded, text=_smoothgrad_text, noisy=True,
+            quality=frozenset({"randomisation"}),
+        ),
+        MethodSpec(
+            "gradcam", "Grad-CAM", (IMAGE,), True,
+            "Class activation map of the last convolutional layer weighted by its pooled "
+            "gradients, ReLU'd (Selvaraju et al. 2017; captum LayerGradCam on the model's "
+            "`gradcam_layer`, else its last nn.Conv2d), upsampled bilinearly to the input size "
+            "and repeated over channels. Coarse: one value per layer cell.",
+            dense=_gradcam_dense, requires=_gradcam_requires,
+            not_applicable="Grad-CAM needs a convolutional layer over image inputs; not applicable to {task}",
+            quality=frozenset({"randomisation", "deletion-insertion"}),
+        ),
+        MethodSpec(
+            "occlusion", "Occlusion", ALL_TASKS, False,
+            "Drop in the target logit when part of the input is replaced by the baseline "
+            "(Zeiler & Fergus 2014). Images: captum Occlusion with a square window of side "
+            "max(1, round(min(H, W) / 4)) (2x2 on 8x8) and stride half the side (1 on 8x8), "
+            "baseline the black image; tabular: captum FeatureAblation, one feature at a time "
+            "set to its baseline value; text: one token at a time replaced by the unk token. "
+            "Needs only forward passes.",
+            dense=_occlusion_dense, text=_occlusion_text, text_on_embeddings=False,
+            quality=frozenset({"deletion-insertion"}),
+        ),
+        MethodSpec(
+            "deeplift", "DeepLIFT", ALL_TASKS, True,
+            "Rescale-rule DeepLIFT against the baseline (Shrikumar et al. 2017; captum DeepLift, "
+            "LayerDeepLift on the embeddings for text). Needs nonlinearities as modules; "
+            "unavailable on recurrent models because captum cannot reach the gates inside "
+            "nn.LSTM / nn.GRU / nn.RNN." + ENCODED_NOTE,
+            dense=lambda c: (DeepLift(c.module).attribute(c.x, baselines=c.baseline, target=c.target), None),
+            encoded=lambda c, enc, z, zb: (DeepLift(enc).attribute(z, baselines=zb, target=c.target), None),
+            text=lambda c, wrapped, layer: (LayerDeepLift(wrapped, layer).attribute(
+                c.x, baselines=c.baseline, target=c.target, additional_forward_args=(c.x,)), None),
+            requires=_deeplift_requires,
+        ),
+        MethodSpec(
+            "gradient-shap", "GradientSHAP", ALL_TASKS, False,
+            f"Expected gradients x (input - reference) over {NT_SAMPLES} references drawn from "
+            f"the baseline plus Gaussian noise ({NOISE_FRACTION} x the input's spread, as for "
+            "SmoothGrad) at random points on the path (Lundberg & Lee 2017; captum GradientShap). "
+            "A per-sample baseline is averaged into one reference. Seeded." + ENCODED_NOTE + " There "
+            "the references are drawn in raw units (no noise on categorical codes), then encoded.",
+            dense=lambda c: (GradientShap(c.module).attribute(
+                c.x, baselines=c.references, n_samples=NT_SAMPLES, stdevs=0.0, target=c.target), None),
+            encoded=lambda c, enc, z, zb: (GradientShap(enc).attribute(
+                z, baselines=enc.encode(c.references), n_samples=NT_SAMPLES, stdevs=0.0, target=c.target), None),
+            text=_gradient_shap_text, noisy=True, references=True,
+        ),
+        MethodSpec(
+            "guided-backprop", "Guided backpropagation", (IMAGE,), True,
+            "Gradient with negative gradients zeroed at every ReLU on the way back (Springenberg "
+            "et al. 2015; captum GuidedBackprop). Only nn.ReLU modules are guided: a model using "
+            "functional relu still runs but gets the plain gradient there. Known to be "
+            "insensitive to the model's weights (Adebayo et al. 2018).",
+            dense=lambda c: (GuidedBackprop(c.module).attribute(c.x, target=c.target), None),
+            quality=frozenset({"randomisation"}),
+        ),
+    ]
+}
+
+
+def register_method(spec: MethodSpec) -> MethodSpec:
+    """Add an attribution method to :data:`METHODS` (every consumer lists it from there).
+
+    Names are stable, lower-case and hyphenated; registering a name twice is an error. A spec
+    needs a callable for each kind of task it lists (``dense`` for images and tabular data,
+    ``text`` for text)."""
+    if spec.name in METHODS:
+        raise ValueError(f"attribution method {spec.name!r} is registered twice")
+    missing = [t for t in spec.tasks if (spec.text if t == TEXT else spec.dense) is None]
+    if missing:
+        raise ValueError(f"method {spec.name!r} lists {', '.join(missing)} but has no callable for it")
+    METHODS[spec.name] = spec
+    return spec
+
+
+def unregister_method(name: str) -> None:
+    """Remove method ``name`` (tests that register one clean up with it)."""
+    METHODS.pop(name, None)
 
 
 def attribute(
@@ -670,12 +772,12 @@ def attribute(
     spec = _check_inputs(method, module, x, target, card, n_steps, batch_size, return_delta)
     target = target.to(device=x.device, dtype=torch.int64)
     base = _baseline(x, card, baseline)
-    noisy = spec.name in {"smoothgrad", "gradient-shap"}
+    noisy = spec.noisy
     scale = _noise_scale(x, card, module) if noisy else torch.ones(())
     run = _text if card.task == TEXT else _dense
-    if spec.name in ENCODED_METHODS and _has_encoded_space(module, card):
+    if spec.encoded is not None and _has_encoded_space(module, card):
         run = _encoded
-        if noisy:  # raw-unit noise, none on categorical codes (see _encoded)
+        if noisy:  # raw-unit noise, none on categorical codes (see _smoothgrad_encoded)
             categorical = torch.tensor(
                 [f.kind == "categorical" for f in card.features], device=x.device  # type: ignore[union-attr]
             )
@@ -684,15 +786,15 @@ def attribute(
     attrs: list[Tensor] = []
     deltas: list[Tensor] = []
     with _attribution_mode(module, x), _private_rng(x):
-        ref = _reference_center(spec.name, module, base, card)
+        ref = _reference_center(spec, module, base, card)
         refs = _references(ref, scale, card, seed) if ref is not None else ref
         for start in range(0, x.shape[0], batch_size):
             chunk = slice(start, start + batch_size)
             # captum draws noise from torch's RNG and GradientShap's path points from NumPy's.
             torch.manual_seed(seed + start)
             np.random.seed(seed + start)
-            a, d = run(spec.name, module, x[chunk], target[chunk], base[chunk], refs, scale,
-                       card, n_steps, return_delta)
+            a, d = run(spec, Chunk(module, x[chunk], target[chunk], base[chunk], refs, scale, card,
+                                   n_steps, return_delta))
             attrs.append(a.detach().float())
             if d is not None:
                 deltas.append(d.detach().float().reshape(-1))
@@ -702,9 +804,9 @@ def attribute(
     return out
 
 
-def _reference_center(method: str, module: nn.Module, base: Tensor, card: AuditCard) -> Tensor | None:
+def _reference_center(spec: MethodSpec, module: nn.Module, base: Tensor, card: AuditCard) -> Tensor | None:
     """GradientSHAP's one reference (mean baseline), in embedding space for text."""
-    if method != "gradient-shap":
+    if not spec.references:
         return None
     if card.task == TEXT:
         with torch.no_grad():

@@ -2,7 +2,7 @@
 
 >>> from auditkit import zoo
 >>> zoo.list_models()
-['cnn-digits', 'fraud-mlp', 'gan-digits', 'lstm-reviews']
+['cnn-digits', 'cnn-digits-at', 'fraud-mlp', 'fraud-mlp-at', 'gan-digits', 'lstm-reviews']
 >>> model, card = zoo.get_model("cnn-digits")
 """
 
@@ -25,6 +25,7 @@ __all__ = [
     "list_models",
     "model_info",
     "register_architecture",
+    "training_order",
     "zoo_dir",
 ]
 
@@ -32,19 +33,51 @@ __all__ = [
 def zoo_dir() -> Path:
     """Folder holding the committed artifacts ``<name>/model.pt``.
 
-    ``$AUDITKIT_ZOO_DIR`` wins; otherwise the repository's top-level ``zoo/``.
+    In order: ``$AUDITKIT_ZOO_DIR``; the repository's top-level ``zoo/`` beside the package (a
+    source checkout or an editable install); ``./zoo`` in the working directory when it holds
+    zoo artifacts (a non-editable install run from a checkout). Otherwise the repository path
+    is returned and :func:`get_model` says that the artifact is missing and how to point
+    ``AUDITKIT_ZOO_DIR`` at the folder.
     """
     env = os.environ.get("AUDITKIT_ZOO_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "zoo"
+    beside = Path(__file__).resolve().parents[2] / "zoo"
+    if beside.is_dir():
+        return beside
+    here = Path.cwd() / "zoo"
+    if any(here.glob("*/model.pt")):
+        return here
+    return beside
 
 
 def list_models() -> list[str]:
-    """Names of the zoo models that have a training recipe."""
+    """Names of the zoo models that have a training recipe (the registry:
+    :func:`auditkit.zoo.recipes.register_recipe`), sorted."""
     from auditkit.zoo.recipes import RECIPES
 
     return sorted(RECIPES)
+
+
+def training_order() -> list[str]:
+    """Every zoo model, each after the models it depends on (``ZooRecipe.depends_on``: the GAN's
+    judge, an adversarially trained model's undefended counterpart), otherwise sorted."""
+    from auditkit.zoo.recipes import RECIPES
+
+    done: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in done:
+            return
+        if name in path:
+            raise ValueError(f"zoo recipes depend on each other in a cycle: {' -> '.join(path + (name,))}")
+        for dep in RECIPES[name].depends_on:
+            visit(dep, path + (name,))
+        done.append(name)
+
+    for name in sorted(RECIPES):
+        visit(name, ())
+    return done
 
 
 def artifact_path(name: str) -> Path:
@@ -66,7 +99,8 @@ def get_model(name: str, weights: bool = True) -> tuple[nn.Module, AuditCard]:
     path = artifact_path(name)
     if not path.exists():
         raise FileNotFoundError(
-            f"zoo artifact {path} is missing; train it with `auditkit zoo train {name}`"
+            f"zoo artifact {path} is missing; train it with `auditkit zoo train {name}`, or set "
+            "AUDITKIT_ZOO_DIR to the folder that holds the zoo's <name>/model.pt (e.g. a checkout's zoo/)"
         )
     from auditkit.loading import load_zoo_file
 

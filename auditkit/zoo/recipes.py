@@ -468,6 +468,24 @@ def render_model_card(recipe: ZooRecipe, card: AuditCard, metrics: dict[str, Any
 
 
 
+def register_recipe(recipe: ZooRecipe) -> ZooRecipe:
+    """Add a zoo model: its recipe is all the zoo needs (``auditkit zoo train NAME`` trains it,
+    ``list_models`` lists it; the Makefile and the tests iterate the registry). Its architecture
+    must be registered (:func:`auditkit.zoo.models.register_architecture`)."""
+    if recipe.name in RECIPES:
+        raise ValueError(f"zoo model {recipe.name!r} is registered twice")
+    unknown = [d for d in recipe.depends_on if d not in RECIPES]
+    if unknown:
+        raise ValueError(f"zoo model {recipe.name!r} depends on unknown models {unknown}")
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def unregister_recipe(name: str) -> None:
+    """Remove zoo model ``name`` from the registry (tests that register one clean up with it)."""
+    RECIPES.pop(name, None)
+
+
 def get_recipe(name: str) -> ZooRecipe:
     try:
         return RECIPES[name]
