@@ -228,3 +228,50 @@ def test_explanation_quality_alone_gives_the_numbers_of_a_full_scan() -> None:
     b = strip_timings(json.loads(alone.sections["explanation-quality"].model_dump_json()))
     assert a["data"]["deletion_insertion"], "the deletion/insertion curves need the attributions"
     assert a == b
+
+
+# ----------------------------------------------------------------------------- facts travel with the data
+
+
+def test_the_data_carries_its_label_rules_and_the_counterpart_is_named() -> None:
+    """Checks read what the data says about itself (no data-name switches), and the
+    adversarially trained counterpart is named explicitly (no zoo lookup by name)."""
+    from auditkit.attacks.text import role_preserving
+    from auditkit.defenses.check import check_defense_names
+    from auditkit.errors import ScanInputError
+
+    reviews = auditkit.load_data("reviews?n=200")
+    allowed = role_preserving(reviews.substitution_roles or {})
+    assert allowed("good", "great") and not allowed("good", "awful") and not allowed("not", "never")
+    assert "good" in reviews.ground_truth["sentiment_words"]
+    assert auditkit.load_data("digits").substitution_roles is None
+
+    assert check_defense_names(["smoothing", "adversarial-training=a.pt", "smoothing"]) == \
+        ["smoothing", "adversarial-training=a.pt"]
+    with pytest.raises(ScanInputError, match="take no '=' argument"):
+        check_defense_names(["smoothing=1"])
+    result = auditkit.scan(zoo_model_path("cnn-digits"), samples=4, budget="quick", progress=False,
+                           only=["defenses"], defenses=["adversarial-training"])
+    entry = result.sections["defenses"].data["defenses"]["adversarial-training"]
+    assert entry["status"] == "skipped" and "--defense adversarial-training=PATH" in entry["reason"]
+
+
+def test_zoo_names_for_scripts_and_zoo_dir_outside_a_checkout(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            tmp_path: Path) -> None:
+    import auditkit.zoo as zoo
+    from auditkit.zoo.__main__ import main
+    from tests.conftest import REPO
+
+    assert main([str(REPO / "auditkit.toml")]) == 0
+    gated = capsys.readouterr().out.split()
+    assert "cnn-digits" in gated and "fraud-mlp-at" not in gated  # auditkit.toml gates no fraud-mlp-at
+    # Installed without the checkout (site-packages): ./zoo of the working directory, else a
+    # clear message naming AUDITKIT_ZOO_DIR.
+    monkeypatch.delenv("AUDITKIT_ZOO_DIR", raising=False)
+    monkeypatch.setattr(zoo, "__file__", str(tmp_path / "site-packages" / "auditkit" / "zoo" / "__init__.py"))
+    monkeypatch.chdir(REPO)
+    assert zoo.zoo_dir() == REPO / "zoo"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="AUDITKIT_ZOO_DIR"):
+        zoo.get_model("cnn-digits")
