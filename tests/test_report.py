@@ -57,7 +57,7 @@ def _robustness_section(model_path: Path) -> Section:
 # per model, what keeps the fixture quick: cnn-digits evaluates three cheap defenses, and
 # fraud-mlp leaves out the baselines (10 s of permutation importance on its 15,000 rows).
 SCAN_OPTIONS: dict[str, dict[str, Any]] = {
-    "cnn-digits": {"defenses": ["squeeze-bits", "smoothing", "adversarial-training=zoo/cnn-digits-at/model.pt"]},
+    "cnn-digits": {"defenses": ["squeeze-bits", "smoothing", f"adversarial-training={zoo_model_path('cnn-digits-at')}"]},
     "fraud-mlp": {"skip": ["baselines"]},
 }
 
