@@ -9,7 +9,10 @@ Policy file
 ===========
 
 ``auditkit.toml`` (a ``[gate]`` table) or ``pyproject.toml`` (the same under
-``[tool.auditkit.gate]``). Every key is optional::
+``[tool.auditkit.gate]``). The tables are pydantic models (:class:`GateTable` and the models it
+holds; :func:`policy_schema` gives their JSON Schema): unknown keys, values of the wrong TOML
+type, NaN or infinite thresholds and values out of range are refused, every problem on a line
+of its own that names the file and the line of the offending key. Every key is optional::
 
     [gate]
     min_clean_accuracy = 0.95           # sections.performance.data.accuracy.value >= 0.95
@@ -74,11 +77,16 @@ import difflib
 import json
 import math
 import re
+import reprlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 from scipy import stats as sps
 
 try:
@@ -104,17 +112,7 @@ SHORTHANDS: dict[str, tuple[str, Op, str]] = {
     "max_ig_completeness_p95": ("sections.explanation-quality.data.ig_completeness.p95", "<=",
                                 "IG completeness error (p95)"),
 }
-# Shorthands whose metric is a proportion or a score in [0, 1].
-_UNIT_INTERVAL = {"min_clean_accuracy", "max_ece", "min_pr_auc", "min_roc_auc"}
-NORMS = ("linf", "l2")
-GATE_KEYS = (*SHORTHANDS, "fail_on_gradient_masking", "robust_accuracy", "rule", "regression", "models")
-REGRESSION_KEYS = ("max_accuracy_drop", "max_robust_accuracy_drop", "confidence")
-ROBUST_KEYS = ("norm", "eps", "min", "name")
-RULE_KEYS = ("name", "metric", "min", "max")
 RESULT_ROOTS = ("sections", "provenance", "findings", "schema_version")
-EPS_MATCH = 1e-9
-
-
 
 
 # --------------------------------------------------------------------------------- policy
@@ -182,16 +180,215 @@ class Policy:
                       models=self.models, model=name)
 
 
+# ----------------------------------------------------------------------- the policy file
+# The file's tables as pydantic models: they validate the TOML and are the published schema
+# (policy_schema). Validation is strict because TOML values are typed already: the string "0.9"
+# is not a number and "yes" is not a boolean. TOML also spells nan and inf: no threshold is.
+Number = Annotated[float, Field(allow_inf_nan=False)]
+Proportion = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+OpenUnit = Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)]
+Name = Annotated[str, Field(pattern=r"\S")]  # not empty, not blank
+
+
+class _Table(BaseModel):
+    """A table of the policy file: no unknown keys, no coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class RobustAccuracyTable(_Table):
+    """One ``[[gate.robust_accuracy]]`` entry: a minimum robust accuracy at ``eps`` for ``norm``,
+    read from the robustness curve."""
+
+    norm: Literal["linf", "l2"] = Field(description="threat model: the L-infinity or the L2 ball")
+    eps: NonNegative = Field(description="radius of the ball, in the model's input units")
+    min: Proportion = Field(description="minimum robust accuracy at eps, in [0, 1]")
+    name: Name | None = Field(None, description="rule name (default 'min robust accuracy NORM eps=EPS')")
+
+    def to_rule(self) -> Rule:
+        eps = float(self.eps)
+        return Rule(name=self.name or f"min robust accuracy {self.norm} eps={eps:g}",
+                    metric=f"sections.robustness.data.threat_models.{self.norm}.curve", op=">=",
+                    threshold=float(self.min), label=f"robust accuracy ({self.norm}, eps={eps:g})",
+                    norm=self.norm, eps=eps)
+
+
+class MetricRuleTable(_Table):
+    """One ``[[gate.rule]]`` entry: any number in results.json by dotted path, with exactly one
+    of ``min`` / ``max``."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["min"]}, {"required": ["max"]}]})
+
+    name: Name = Field(description="rule name, as the gate's messages and reports show it")
+    metric: str = Field(description="dotted path into results.json; list items by index; a path ending at "
+                                    "a {value, ci_low, ci_high, n} object reads its value",
+                        examples=["sections.performance.data.per_class.3.recall"])
+    min: Number | None = Field(None, description="the metric must be >= min")
+    max: Number | None = Field(None, description="the metric must be <= max")
+
+    @field_validator("metric")
+    @classmethod
+    def _dotted_path(cls, metric: str) -> str:
+        problem = _metric_problem(metric)
+        if problem is not None:
+            raise PydanticCustomError("metric_path", "{problem}", {"problem": problem})
+        return metric
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> "MetricRuleTable":
+        if (self.min is None) == (self.max is None):
+            raise PydanticCustomError("one_bound", "rule '{name}' needs exactly one of 'min' or 'max'",
+                                      {"name": self.name})
+        return self
+
+    def to_rule(self) -> Rule:
+        op: Op = ">=" if self.min is not None else "<="
+        threshold = self.min if self.min is not None else self.max
+        assert threshold is not None
+        return Rule(name=self.name, metric=self.metric, op=op, threshold=float(threshold), label=self.metric)
+
+
+class RegressionTable(_Table):
+    """``[gate.regression]``: used when a baseline results.json is given."""
+
+    max_accuracy_drop: Proportion = Field(0.0, description="tolerated drop of clean accuracy (0.01 = one point)")
+    max_robust_accuracy_drop: Proportion = Field(0.0, description="tolerated drop of robust accuracy")
+    confidence: OpenUnit = Field(0.95, description="confidence of the one-sided paired McNemar test")
+
+    def overrides(self) -> dict[str, float]:
+        """The keys the file sets (a model's table overrides only those)."""
+        return {k: float(getattr(self, k)) for k in type(self).model_fields if k in self.model_fields_set}
+
+
+def _shorthand(key: str, bounds: str) -> Any:
+    metric, op, label = SHORTHANDS[key]
+    return Field(None, description=f"{label}: {metric} {op} this ({bounds})")
+
+
+class ModelGateTable(_Table):
+    """``[gate.models."NAME"]``: for results whose card name is NAME, every key of ``[gate]`` but
+    ``models``. Its rules replace the global rules of the same name and add the others."""
+
+    min_clean_accuracy: Proportion | None = _shorthand("min_clean_accuracy", "in [0, 1]")
+    max_ece: Proportion | None = _shorthand("max_ece", "in [0, 1]")
+    min_pr_auc: Proportion | None = _shorthand("min_pr_auc", "in [0, 1]")
+    min_roc_auc: Proportion | None = _shorthand("min_roc_auc", "in [0, 1]")
+    max_ig_completeness_p95: NonNegative | None = _shorthand("max_ig_completeness_p95", ">= 0")
+    fail_on_gradient_masking: bool | None = Field(
+        None, description="fail when the gradient-masking checks fail or are suspected (default true)")
+    robust_accuracy: list[RobustAccuracyTable] = Field(default_factory=list)
+    rule: list[MetricRuleTable] = Field(default_factory=list)
+    regression: RegressionTable | None = None
+
+    def to_rules(self) -> list[Rule]:
+        """Shorthands (in :data:`SHORTHANDS` order), then robust-accuracy rules, then ``rule``s."""
+        rules = []
+        for key, (metric, op, label) in SHORTHANDS.items():
+            threshold = getattr(self, key)
+            if threshold is not None:
+                rules.append(Rule(name=key, metric=metric, op=op, threshold=float(threshold), label=label))
+        rules += [entry.to_rule() for entry in self.robust_accuracy]
+        rules += [entry.to_rule() for entry in self.rule]
+        return rules
+
+    def rule_locations(self) -> list[tuple[str, tuple[str | int, ...]]]:
+        """Each rule's name and where it is written (relative to this table), in :meth:`to_rules` order."""
+        found: list[tuple[str, tuple[str | int, ...]]] = [(k, (k,)) for k in SHORTHANDS if getattr(self, k) is not None]
+        # A robust-accuracy rule without a name is named by its norm and eps: point at its entry.
+        found += [(e.to_rule().name, ("robust_accuracy", i) + (("name",) if e.name else ()))
+                  for i, e in enumerate(self.robust_accuracy)]
+        found += [(e.name, ("rule", i, "name")) for i, e in enumerate(self.rule)]
+        return found
+
+    def to_overrides(self) -> ModelOverrides:
+        return ModelOverrides(rules=self.to_rules(),
+                              regression=self.regression.overrides() if self.regression else {},
+                              fail_on_masking=self.fail_on_gradient_masking)
+
+
+class GateTable(ModelGateTable):
+    """``[gate]`` (``[tool.auditkit.gate]`` in pyproject.toml). Every key is optional."""
+
+    models: dict[str, ModelGateTable] = Field(
+        default_factory=dict, description='per-model sections: [gate.models."NAME"], NAME being the card\'s name')
+
+
+class PolicyFile(_Table):
+    """An ``auditkit.toml``: a ``[gate]`` table and nothing else."""
+
+    model_config = ConfigDict(title="auditkit gate policy")
+
+    gate: GateTable | None = None
+
+
+class _AuditkitTool(_Table):
+    gate: GateTable | None = None
+
+
+class _Tool(BaseModel):  # other tools' tables are theirs
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    auditkit: _AuditkitTool | None = None
+
+
+class _Pyproject(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    tool: _Tool | None = None
+
+
+class _TomlSchema(GenerateJsonSchema):
+    """JSON Schema of TOML: no null, so an optional key is one that may be left out, not ``null``."""
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        return self.generate_inner(schema["schema"])
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        if "default" in schema and schema["default"] is None:
+            return self.generate_inner(schema["schema"])
+        return super().default_schema(schema)
+
+
+def policy_schema() -> dict[str, Any]:
+    """The JSON Schema of an ``auditkit.toml`` policy (generated from :class:`PolicyFile`): the
+    published contract; in ``pyproject.toml`` the ``gate`` table sits under ``tool.auditkit``."""
+    schema = PolicyFile.model_json_schema(schema_generator=_TomlSchema)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://auditkit.invalid/schemas/policy.json"
+    schema["description"] = ("auditkit gate policy: thresholds, robust-accuracy minima, rules by dotted path into "
+                             "results.json, regression tolerances against a baseline, per-model sections. "
+                             "In pyproject.toml the same [gate] table is [tool.auditkit.gate]. "
+                             "See docs/github-actions.md.")
+    return schema
+
+
+def _metric_problem(metric: str) -> str | None:
+    """Why ``metric`` is not a dotted path into results.json naming a registered check, if it is
+    not (typos fail at load time rather than as a missing metric in every run)."""
+    parts = metric.split(".")
+    if parts[0] not in RESULT_ROOTS or any(not p for p in parts):
+        return (f"metric {metric!r} is not a dotted path into results.json; start it with one of "
+                f"{', '.join(RESULT_ROOTS)}, e.g. sections.performance.data.accuracy.value")
+    if parts[0] == "sections":
+        known = _known_checks()
+        if len(parts) < 2 or parts[1] not in known:
+            got = parts[1] if len(parts) > 1 else ""
+            close = difflib.get_close_matches(got, known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            return f"metric {metric!r} names no known check '{got}'; {hint}checks: {', '.join(known)}"
+    return None
+
+
 class _Lines:
     """Finds the line of a table or key in the policy text, for error messages (tomllib reports
-    lines only for syntax errors)."""
+    lines only for syntax errors, pydantic only the key path)."""
 
     _HEADER = re.compile(r"^\s*(\[\[|\[)\s*([^\[\]]+?)\s*(\]\]|\])\s*(#.*)?$")
     _TOKEN = re.compile(r'"([^"]*)"|\'([^\']*)\'|([A-Za-z0-9_-]+)')
 
-    def __init__(self, text: str, prefix: tuple[str, ...]) -> None:
+    def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
-        self.prefix = prefix
         self.headers: list[tuple[int, tuple[str, ...], bool]] = []
         for i, line in enumerate(self.lines):
             m = self._HEADER.match(line)
@@ -200,11 +397,10 @@ class _Lines:
                 self.headers.append((i, parts, m.group(1) == "[["))
 
     def find(self, table: tuple[str, ...], key: str | None = None, index: int | None = None) -> int | None:
-        """1-based line of ``key`` in ``table`` (relative to the gate table; ``index``-th entry of
-        an array of tables), else of the table's header, else of ``key`` anywhere."""
-        full = self.prefix + table
+        """1-based line of ``key`` in ``table`` (the ``index``-th entry of an array of tables),
+        else of the table's header, else of ``key`` anywhere."""
         matches = [(i, k) for k, (i, parts, is_array) in enumerate(self.headers)
-                   if parts == full and (index is None or is_array)]
+                   if parts == table and (index is None or is_array)]
         if index is not None:
             matches = matches[index : index + 1]
         key_re = re.compile(rf"(^|[{{,\s])(\"{re.escape(key)}\"|'{re.escape(key)}'|{re.escape(key)})\s*=") if key else None
@@ -222,164 +418,146 @@ class _Lines:
                     return i + 1
         return None
 
-
-class _Parser:
-    """Turns the gate table into a :class:`Policy`, with line-numbered errors."""
-
-    def __init__(self, path: Path, text: str, prefix: tuple[str, ...]) -> None:
-        self.path = path
-        self.lines = _Lines(text, prefix)
-        self.prefix = prefix
-
-    def table_name(self, table: tuple[str, ...]) -> str:
-        return ".".join(_quote(p) for p in self.prefix + table)
-
-    def error(self, table: tuple[str, ...], key: str | None, message: str, index: int | None = None) -> PolicyError:
-        line = self.lines.find(table, key, index)
-        where = f"{self.path}, line {line}" if line else str(self.path)
-        return PolicyError(f"{where}: {message}")
-
-    def unknown_keys(self, body: dict[str, Any], allowed: tuple[str, ...], table: tuple[str, ...],
-                     index: int | None = None) -> None:
-        for key in body:
-            if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f"did you mean '{close[0]}'? " if close else ""
-                raise self.error(table, key, f"unknown key '{key}' in [{self.table_name(table)}]; {hint}"
-                                             f"allowed keys: {', '.join(allowed)}", index)
-
-    def number(self, value: Any, table: tuple[str, ...], key: str, lo: float | None = None,
-               hi: float | None = None, index: int | None = None, open_interval: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            try:
-                example = f"{float(value):g}" if isinstance(value, str) else "0.1"
-            except ValueError:
-                example = "0.1"
-            raise self.error(table, key, f"'{key}' must be a number, got {type(value).__name__} {value!r}; "
-                                         f"write a bare number, e.g. {key} = {example}", index)
-        value = float(value)
-        bad_lo = lo is not None and (value <= lo if open_interval else value < lo)
-        bad_hi = hi is not None and (value >= hi if open_interval else value > hi)
-        if bad_lo or bad_hi:
-            span = f"({lo:g}, {hi:g})" if open_interval else f"[{lo:g}, {hi:g}]" if hi is not None else f">= {lo:g}"
-            raise self.error(table, key, f"'{key}' = {value:g} is out of range; it must be in {span}", index)
-        return value
-
-    def string(self, value: Any, table: tuple[str, ...], key: str, index: int | None = None) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(table, key, f"'{key}' must be a non-empty string, got {value!r}", index)
-        return value
-
-    def entries(self, value: Any, table: tuple[str, ...], key: str) -> list[dict[str, Any]]:
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise self.error(table, key, f"'{key}' must be an array of tables: write each entry under "
-                                         f"[[{self.table_name(table + (key,))}]]")
-        return value
-
-    def gate(self, body: Any, table: tuple[str, ...] = (), top: bool = True) -> tuple[list[Rule], dict[str, float], bool | None, dict[str, ModelOverrides]]:
-        if not isinstance(body, dict):
-            raise self.error(table, None, f"[{self.table_name(table)}] must be a table")
-        allowed = GATE_KEYS if top else tuple(k for k in GATE_KEYS if k != "models")
-        self.unknown_keys(body, allowed, table)
-        rules: list[Rule] = []
-        for key, (metric, op, label) in SHORTHANDS.items():
-            if key in body:
-                hi = 1.0 if key in _UNIT_INTERVAL else None
-                rules.append(Rule(name=key, metric=metric, op=op, label=label,
-                                  threshold=self.number(body[key], table, key, 0.0, hi)))
-        masking = None
-        if "fail_on_gradient_masking" in body:
-            masking = body["fail_on_gradient_masking"]
-            if not isinstance(masking, bool):
-                raise self.error(table, "fail_on_gradient_masking",
-                                 f"'fail_on_gradient_masking' must be true or false, got {masking!r}")
-        for i, entry in enumerate(self.entries(body.get("robust_accuracy", []), table, "robust_accuracy")):
-            rules.append(self.robust_rule(entry, table + ("robust_accuracy",), i))
-        for i, entry in enumerate(self.entries(body.get("rule", []), table, "rule")):
-            rules.append(self.metric_rule(entry, table + ("rule",), i))
-        seen: set[str] = set()
-        for rule in rules:
-            if rule.name in seen:
-                raise self.error(table, None, f"two rules are named '{rule.name}' in [{self.table_name(table)}]; "
-                                              "give each rule its own name")
-            seen.add(rule.name)
-        regression: dict[str, float] = {}
-        if "regression" in body:
-            reg_table = table + ("regression",)
-            reg = body["regression"]
-            if not isinstance(reg, dict):
-                raise self.error(table, "regression", f"'regression' must be a table [{self.table_name(reg_table)}]")
-            self.unknown_keys(reg, REGRESSION_KEYS, reg_table)
-            for key in ("max_accuracy_drop", "max_robust_accuracy_drop"):
-                if key in reg:
-                    regression[key] = self.number(reg[key], reg_table, key, 0.0, 1.0)
-            if "confidence" in reg:
-                regression["confidence"] = self.number(reg["confidence"], reg_table, "confidence", 0.0, 1.0,
-                                                       open_interval=True)
-        models: dict[str, ModelOverrides] = {}
-        if top and "models" in body:
-            if not isinstance(body["models"], dict):
-                raise self.error(table, "models", "'models' must hold one table per model: [gate.models.\"NAME\"]")
-            for name, sub in body["models"].items():
-                m_rules, m_reg, m_mask, _ = self.gate(sub, table + ("models", name), top=False)
-                models[name] = ModelOverrides(rules=m_rules, regression=m_reg, fail_on_masking=m_mask)
-        return rules, regression, masking, models
-
-    def robust_rule(self, entry: dict[str, Any], table: tuple[str, ...], i: int) -> Rule:
-        self.unknown_keys(entry, ROBUST_KEYS, table, i)
-        for key in ("norm", "eps", "min"):
-            if key not in entry:
-                raise self.error(table, None, f"[[{self.table_name(table)}]] entry {i + 1} lacks '{key}'; "
-                                              "give norm, eps and min", i)
-        norm = entry["norm"]
-        if norm not in NORMS:
-            raise self.error(table, "norm", f"norm {norm!r} is not one of {', '.join(NORMS)}", i)
-        eps = self.number(entry["eps"], table, "eps", 0.0, None, i)
-        threshold = self.number(entry["min"], table, "min", 0.0, 1.0, i)
-        name = self.string(entry["name"], table, "name", i) if "name" in entry else f"min robust accuracy {norm} eps={eps:g}"
-        return Rule(name=name, metric=f"sections.robustness.data.threat_models.{norm}.curve", op=">=",
-                    threshold=threshold, label=f"robust accuracy ({norm}, eps={eps:g})", norm=norm, eps=eps)
-
-    def metric_rule(self, entry: dict[str, Any], table: tuple[str, ...], i: int) -> Rule:
-        self.unknown_keys(entry, RULE_KEYS, table, i)
-        for key in ("name", "metric"):
-            if key not in entry:
-                raise self.error(table, None, f"[[{self.table_name(table)}]] entry {i + 1} lacks '{key}'", i)
-        name = self.string(entry["name"], table, "name", i)
-        metric = self.string(entry["metric"], table, "metric", i)
-        self.check_metric(metric, table, i)
-        if ("min" in entry) == ("max" in entry):
-            raise self.error(table, None, f"rule '{name}' needs exactly one of 'min' or 'max'", i)
-        key = "min" if "min" in entry else "max"
-        return Rule(name=name, metric=metric, op=">=" if key == "min" else "<=",
-                    threshold=self.number(entry[key], table, key, None, None, i), label=metric)
-
-    def check_metric(self, metric: str, table: tuple[str, ...], i: int) -> None:
-        """The path must start at a results root and name a registered check (typos fail here,
-        at load time, rather than as a missing metric in every run)."""
-        parts = metric.split(".")
-        if parts[0] not in RESULT_ROOTS or any(not p for p in parts):
-            raise self.error(table, "metric", f"metric {metric!r} is not a dotted path into results.json; "
-                                              f"start it with one of {', '.join(RESULT_ROOTS)}, "
-                                              "e.g. sections.performance.data.accuracy.value", i)
-        if parts[0] == "sections":
-            known = _known_checks()
-            if len(parts) < 2 or parts[1] not in known:
-                got = parts[1] if len(parts) > 1 else ""
-                close = difflib.get_close_matches(got, known, n=1)
-                hint = f"did you mean '{close[0]}'? " if close else ""
-                raise self.error(table, "metric", f"metric {metric!r} names no known check '{got}'; {hint}"
-                                                  f"checks: {', '.join(known)}", i)
+    def of(self, loc: tuple[str | int, ...], missing: bool = False) -> int | None:
+        """The line of the key or table at a pydantic error ``loc`` (string keys, integer indices
+        into arrays of tables); with ``missing``, the key is absent: the line of its table."""
+        parts = list(loc)
+        key = parts.pop() if parts and isinstance(parts[-1], str) else None
+        index = parts.pop() if parts and isinstance(parts[-1], int) else None
+        if isinstance(key, int):  # a loc ending at an entry: its header
+            index, key = key, None
+        table = tuple(str(p) for p in parts)
+        if key is not None and missing:
+            key = None
+        if key is not None and index is None:
+            line = self.find(table + (key,))  # a table written as [its.header]
+            if line is not None:
+                return line
+        line = self.find(table, key, index)
+        if line is None and table:  # an inline table or array: the line of its key
+            line = self.find(table[:-1], table[-1])
+        return line
 
 
 def _quote(part: str) -> str:
     return part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f'"{part}"'
 
 
+def _table_name(loc: tuple[str | int, ...]) -> str:
+    return ".".join(_quote(str(p)) for p in loc if not isinstance(p, int))
+
+
 def _known_checks() -> list[str]:
     from auditkit.checks import all_checks
 
     return list(all_checks())
+
+
+def _at(root: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[type[BaseModel] | None, Any]:
+    """The model whose field the last key of ``loc`` is (``None`` if the key is not a model's
+    field) and the annotation there (``Optional`` removed), by walking ``root``'s annotations."""
+    ann: Any = root
+    owner: type[BaseModel] | None = None
+    for part in loc:
+        ann = _unwrap(ann)
+        if isinstance(ann, type) and issubclass(ann, BaseModel) and isinstance(part, str):
+            owner = ann
+            info = ann.model_fields.get(part)
+            ann = info.annotation if info is not None else None
+            if info is not None and info.metadata:  # constraints given beside Field(...): keep them
+                ann = Annotated[(ann, *info.metadata)]
+        elif get_origin(ann) is list and isinstance(part, int):
+            owner, ann = None, get_args(ann)[0]
+        elif get_origin(ann) is dict:
+            owner, ann = None, get_args(ann)[1]
+        else:
+            return None, None
+    return owner, _unwrap(ann)
+
+
+def _unwrap(ann: Any) -> Any:
+    """``X`` from ``X | None``."""
+    if get_origin(ann) in (Union, UnionType):
+        args = [a for a in get_args(ann) if a is not type(None)]
+        return args[0] if len(args) == 1 else ann
+    return ann
+
+
+def _bounds(ann: Any) -> str:
+    """The range an ``Annotated`` float allows, as ``in [0, 1]``, ``in (0, 1)`` or ``>= 0``."""
+    found: dict[str, float] = {}
+    for meta in get_args(ann)[1:] if get_origin(ann) is Annotated else ():
+        for item in [meta, *getattr(meta, "metadata", [])]:
+            for k in ("ge", "gt", "le", "lt"):
+                if getattr(item, k, None) is not None:
+                    found[k] = float(getattr(item, k))
+    lo = f"[{found['ge']:g}" if "ge" in found else f"({found['gt']:g}" if "gt" in found else None
+    hi = f"{found['le']:g}]" if "le" in found else f"{found['lt']:g})" if "lt" in found else None
+    if lo and hi:
+        return f"in {lo}, {hi}"
+    if lo:
+        return (">= " if lo[0] == "[" else "> ") + lo[1:]
+    if hi:
+        return ("<= " if hi[-1] == "]" else "< ") + hi[:-1]
+    return "in range"
+
+
+def _short(value: Any) -> str:
+    return reprlib.repr(value)
+
+
+def _problem(error: ErrorDetails, root: type[BaseModel]) -> str:
+    """One pydantic error as a sentence that says what is wrong and how to fix it."""
+    loc, kind, value = tuple(error["loc"]), error["type"], error.get("input")
+    if kind in ("metric_path", "one_bound"):  # ours: already a sentence
+        return error["msg"]
+    key = str(loc[-1]) if loc else ""
+    parent = loc[:-1]
+    if kind == "extra_forbidden":
+        owner, _ = _at(root, parent + ("",))
+        if root is PolicyFile and len(loc) == 1:
+            return f"unknown top-level key '{key}'; auditkit.toml holds only a [gate] table"
+        allowed = list(owner.model_fields) if owner is not None else []
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"unknown key '{key}' in [{_table_name(parent)}]; {hint}allowed keys: {', '.join(allowed)}"
+    if kind == "missing":
+        owner, _ = _at(root, loc)
+        required = [k for k, f in owner.model_fields.items() if f.is_required()] if owner is not None else []
+        give = f"; give {', '.join(required[:-1])} and {required[-1]}" if len(required) > 1 else ""
+        if parent and isinstance(parent[-1], int):
+            return f"[[{_table_name(parent)}]] entry {parent[-1] + 1} lacks '{key}'{give}"
+        return f"[{_table_name(parent)}] lacks '{key}'{give}"
+    if isinstance(loc[-1] if loc else None, int):  # an entry of an array of tables
+        return f"entry {loc[-1] + 1} of [[{_table_name(loc)}]] must be a table, got {_short(value)}"
+    _, ann = _at(root, loc)
+    if kind == "float_type":
+        try:
+            example = f"{float(value):g}" if isinstance(value, str) and math.isfinite(float(value)) else "0.1"
+        except ValueError:
+            example = "0.1"
+        return (f"'{key}' must be a number, got {type(value).__name__} {_short(value)}; write a bare number, "
+                f"e.g. {key} = {example}")
+    if kind == "finite_number":
+        return f"'{key}' must be a finite number, got {value}; a threshold cannot be nan or inf"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        return f"'{key}' = {value:g} is out of range; it must be {_bounds(ann)}"
+    if kind == "bool_type":
+        return f"'{key}' must be true or false, got {type(value).__name__} {_short(value)}"
+    if kind == "literal_error":
+        options = get_args(_unwrap(get_args(ann)[0] if get_origin(ann) is Annotated else ann))
+        return f"{key} {_short(value)} is not one of {', '.join(map(repr, options))}"
+    if kind == "string_type":
+        return f"'{key}' must be a string, got {type(value).__name__} {_short(value)}"
+    if kind == "string_pattern_mismatch":
+        return f"'{key}' must be a non-empty string, got {_short(value)}"
+    if kind == "list_type":
+        return f"'{key}' must be an array of tables: write each entry under [[{_table_name(loc)}]]"
+    if kind == "dict_type" and key == "models":
+        return f"'models' must hold one table per model: [{_table_name(loc)}.\"NAME\"]"
+    if kind in ("model_type", "dict_type"):
+        return f"'{key}' must be a table: write it as [{_table_name(loc)}], got {_short(value)}"
+    return f"'{key}': {error['msg']}" if key else error["msg"]
 
 
 def load_policy(path: str | Path | None = None, search_from: Path | None = None) -> Policy:
@@ -390,7 +568,8 @@ def load_policy(path: str | Path | None = None, search_from: Path | None = None)
     ``None``, look in ``search_from`` (default: the working directory) for ``auditkit.toml``
     with a ``[gate]`` table, then ``pyproject.toml`` with ``[tool.auditkit.gate]``; when neither
     exists, return the default policy (no thresholds; gradient masking fails; regression with
-    zero tolerances when a baseline is given). Raises :class:`PolicyError` naming the line.
+    zero tolerances when a baseline is given). Raises :class:`PolicyError` naming the file and
+    the line of every problem (one line each).
     """
     if path is None:
         here = Path.cwd() if search_from is None else Path(search_from)
@@ -423,32 +602,58 @@ def _load_file(path: Path, required: bool) -> Policy | None:
         where = f"{path}, line {m.group(1)}" if m else str(path)
         raise PolicyError(f"{where}: invalid TOML: {exc}; fix the syntax there") from None
     pyproject = path.name == "pyproject.toml"
-    prefix = ("tool", "auditkit", "gate") if pyproject else ("gate",)
-    parser = _Parser(path, text, prefix)
-    if pyproject:
-        body = doc.get("tool", {}).get("auditkit", {}).get("gate") if isinstance(doc.get("tool"), dict) else None
-        if body is None:
-            if required:
-                raise PolicyError(f"{path} has no [tool.auditkit.gate] table; add one or pass an auditkit.toml")
+    root: type[BaseModel] = _Pyproject if pyproject else PolicyFile
+    gate_loc: tuple[str, ...] = ("tool", "auditkit", "gate") if pyproject else ("gate",)
+    if pyproject and not required and _dig(doc, gate_loc) is None:
+        return None  # a project's pyproject.toml without a gate policy: not ours to judge
+    lines = _Lines(text)
+    try:
+        parsed = root.model_validate(doc)
+    except RecursionError:
+        raise PolicyError(f"{path}: nested too deeply to be a gate policy; see docs/github-actions.md") from None
+    except ValidationError as exc:
+        raise _policy_error(path, lines, [(tuple(e["loc"]), _problem(e, root), e["type"] == "missing")
+                                          for e in exc.errors()]) from None
+    body: GateTable | None = _dig(parsed, gate_loc)
+    if body is None:
+        if required:
+            table = "[tool.auditkit.gate]" if pyproject else "[gate]"
+            how = "add one or pass an auditkit.toml" if pyproject else "add one, e.g. [gate] min_clean_accuracy = 0.9"
+            raise PolicyError(f"{path} has no {table} table; {how}")
+        return None
+    # Rule names must be unique within a table: a model's rule replaces the global one by name.
+    clashes = []
+    for loc, table in [(gate_loc, body), *(((*gate_loc, "models", n), t) for n, t in body.models.items())]:
+        seen: set[str] = set()
+        for name, where in table.rule_locations():
+            if name in seen:
+                clashes.append(((*loc, *where), f"two rules are named '{name}' in [{_table_name(loc)}]; "
+                                                "give each rule its own name", False))
+            seen.add(name)
+    if clashes:
+        raise _policy_error(path, lines, clashes)
+    regression = body.regression.overrides() if body.regression else {}
+    return Policy(rules=body.to_rules(), regression=RegressionPolicy(**regression) if regression else None,
+                  fail_on_masking=True if body.fail_on_gradient_masking is None else body.fail_on_gradient_masking,
+                  source=str(path), models={name: table.to_overrides() for name, table in body.models.items()})
+
+
+def _dig(node: Any, loc: tuple[str, ...]) -> Any:
+    """``node[a][b]...`` (dicts or models) along ``loc``, ``None`` where a step is missing."""
+    for part in loc:
+        node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
+        if node is None:
             return None
-        extra = [k for k in doc["tool"]["auditkit"] if k != "gate"]
-        if extra:
-            raise parser.error((), None, f"unknown table [tool.auditkit.{extra[0]}]; only [tool.auditkit.gate] is read")
-    else:
-        extra = [k for k in doc if k != "gate"]
-        if extra:
-            top = _Lines(text, ())
-            line = top.find((extra[0],)) or top.find((), extra[0])
-            where = f"{path}, line {line}" if line else str(path)
-            raise PolicyError(f"{where}: unknown top-level key '{extra[0]}'; auditkit.toml holds only a [gate] table")
-        body = doc.get("gate")
-        if body is None:
-            if required:
-                raise PolicyError(f"{path} has no [gate] table; add one, e.g. [gate] min_clean_accuracy = 0.9")
-            return None
-    rules, regression, masking, models = parser.gate(body)
-    return Policy(rules=rules, regression=RegressionPolicy(**regression) if regression else None,
-                  fail_on_masking=True if masking is None else masking, source=str(path), models=models)
+    return node
+
+
+def _policy_error(path: Path, lines: _Lines, problems: list[tuple[tuple[str | int, ...], str, bool]]) -> PolicyError:
+    """One :class:`PolicyError` for all ``(loc, message, missing)`` problems: one line each,
+    ``FILE, line N: message``, in the order of the file."""
+    located = [(lines.of(loc, missing), message) for loc, message, missing in problems]
+    located.sort(key=lambda item: (item[0] is None, item[0] or 0))
+    return PolicyError("\n".join(f"{path}, line {line}: {message}" if line else f"{path}: {message}"
+                                 for line, message in located))
 
 
 # ------------------------------------------------------------------------------- decision
