@@ -6,6 +6,7 @@ Schema agrees with the parser. No scan: these read policy files only.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -295,3 +296,10 @@ def test_schema_bounds_match_the_documented_ranges() -> None:
     assert robust["properties"]["norm"]["enum"] == ["linf", "l2"] and robust["required"] == ["norm", "eps", "min"]
     confidence = defs["RegressionTable"]["properties"]["confidence"]
     assert (confidence["exclusiveMinimum"], confidence["exclusiveMaximum"], confidence["default"]) == (0, 1, 0.95)
+
+
+def test_published_schema_is_current() -> None:
+    published = json.loads((REPO / "docs" / "policy.schema.json").read_text())
+    assert published == policy_schema(), (
+        "docs/policy.schema.json is out of date; regenerate it: python -c \"import json; from auditkit.policy "
+        "import policy_schema; print(json.dumps(policy_schema(), indent=2))\" > docs/policy.schema.json")
