@@ -403,7 +403,7 @@ class _Lines:
                    if parts == table and (index is None or is_array)]
         if index is not None:
             matches = matches[index : index + 1]
-        key_re = re.compile(rf"(^|[{{,\s])(\"{re.escape(key)}\"|'{re.escape(key)}'|{re.escape(key)})\s*=") if key else None
+        key_re = re.compile(rf"(^|[{{,.\s])(\"{re.escape(key)}\"|'{re.escape(key)}'|{re.escape(key)})\s*=") if key else None
         if matches:
             start, k = matches[0]
             end = self.headers[k + 1][0] if k + 1 < len(self.headers) else len(self.lines)

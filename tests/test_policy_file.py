@@ -104,6 +104,7 @@ BAD = {
                                     "min = 0.3\n", 6, "two rules are named 'min robust accuracy l2 eps=1'"),
     "unknown top-level table": ("[gate]\nmax_ece = 0.1\n[gates]\nmax_ece = 0.1\n", 3,
                                 "unknown top-level key 'gates'; auditkit.toml holds only a [gate] table"),
+    "a dotted key": ("[gate]\nmax_ece = 0.1\nregression.confidence = 0\n", 3, "'confidence' = 0 is out of range"),
     "an inline table": ("[gate]\nregression = { max_accuracy_drop = 0.01, confidence = 2 }\n", 2,
                         "'confidence' = 2 is out of range"),
 }
