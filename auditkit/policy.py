@@ -422,12 +422,10 @@ class _Lines:
         """The line of the key or table at a pydantic error ``loc`` (string keys, integer indices
         into arrays of tables); with ``missing``, the key is absent: the line of its table."""
         parts = list(loc)
-        key = parts.pop() if parts and isinstance(parts[-1], str) else None
+        key = parts.pop() if parts and isinstance(parts[-1], str) else None  # None: a loc ending at an entry
         index = parts.pop() if parts and isinstance(parts[-1], int) else None
-        if isinstance(key, int):  # a loc ending at an entry: its header
-            index, key = key, None
         table = tuple(str(p) for p in parts)
-        if key is not None and missing:
+        if missing:
             key = None
         if key is not None and index is None:
             line = self.find(table + (key,))  # a table written as [its.header]
