@@ -446,7 +446,7 @@ def _table_name(loc: tuple[str | int, ...]) -> str:
 
 
 def _known_checks() -> list[str]:
-    from auditkit.checks import all_checks
+    from auditkit.builtin_checks import all_checks
 
     return list(all_checks())
 
