@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import html
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
 import streamlit as st
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
 ENV_RESULTS = "AUDITKIT_DASHBOARD_RESULTS"
 ENV_ZOO = "AUDITKIT_DASHBOARD_ZOO"
 ENV_REPORTS = "AUDITKIT_DASHBOARD_REPORTS"
+ENV_ALLOW = "AUDITKIT_DASHBOARD_ALLOW"
 APP_PATH = Path(__file__).with_name("dashboard_app.py")
 DEFAULT_PORT = 8501
 LIVE_MAX_SAMPLES = 8
@@ -76,15 +78,17 @@ def default_reports_dir() -> Path:
 
 @dataclass
 class AppArgs:
-    """What the app was started with: results files, zoo mode and the zoo reports folder."""
+    """What the app was started with: results files, zoo mode, the zoo reports folder and the
+    extra folders (``--allow-dir``) whose files a results file may name (see :func:`allowed_roots`)."""
 
     results: list[Path] = field(default_factory=list)
     zoo: bool = False
     reports_dir: Path = field(default_factory=default_reports_dir)
+    allow_dirs: list[Path] = field(default_factory=list)
 
 
 def parse_app_args(argv: list[str]) -> AppArgs:
-    """Parse the script arguments ``[RESULTS ...] [--zoo] [--reports-dir DIR]``.
+    """Parse the script arguments ``[RESULTS ...] [--zoo] [--reports-dir DIR] [--allow-dir DIR ...]``.
 
     Never exits (unlike argparse): an unknown option is ignored, so a typo cannot kill the app.
     """
@@ -99,6 +103,12 @@ def parse_app_args(argv: list[str]) -> AppArgs:
                 args.reports_dir = Path(value)
         elif token.startswith("--reports-dir="):
             args.reports_dir = Path(token.split("=", 1)[1])
+        elif token == "--allow-dir":
+            value = next(it, None)
+            if value:
+                args.allow_dirs.append(Path(value))
+        elif token.startswith("--allow-dir="):
+            args.allow_dirs.append(Path(token.split("=", 1)[1]))
         elif not token.startswith("--"):
             args.results.append(Path(token))
     return args
@@ -121,6 +131,9 @@ def app_args(script_path: str | None = None) -> AppArgs:
         args.zoo = True
     if os.environ.get(ENV_REPORTS):
         args.reports_dir = Path(os.environ[ENV_REPORTS])
+    for p in os.environ.get(ENV_ALLOW, "").split(os.pathsep):
+        if p.strip() and Path(p.strip()) not in args.allow_dirs:
+            args.allow_dirs.append(Path(p.strip()))
     return args
 
 
@@ -131,11 +144,98 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
+# ----------------------------------------------------------------------------- path confinement
+#
+# A results file names a model file and a data spec (its provenance). An uploaded results file
+# is anybody's text, so those paths are only followed inside the folders the dashboard was
+# started with (issue 11): the folders of the results files given on the command line, the zoo
+# reports folder, the zoo, ``--allow-dir`` folders and this session's upload folder. Anything
+# else has to be typed by the user in live mode (a deliberate choice, like a path on the
+# command line).
+
+
+def allowed_roots(args: AppArgs | None = None, extra: Iterable[Path | str] = ()) -> list[Path]:
+    """The resolved folders whose files a results file's provenance may name (see above).
+
+    ``extra``: more folders chosen by the user of this session (e.g. the upload temp folder,
+    folders of results files typed in the sidebar). A filesystem root (``/``) is never a root:
+    a results file lying directly in ``/`` would otherwise open every path.
+    """
+    from auditkit.zoo import zoo_dir
+
+    candidates: list[Path | str] = [zoo_dir()]
+    if args is not None:
+        candidates += [Path(p).parent for p in args.results] + [args.reports_dir, *args.allow_dirs]
+    candidates += list(extra)
+    out: list[Path] = []
+    for c in candidates:
+        try:
+            r = Path(c).resolve()
+        except (OSError, RuntimeError):
+            continue
+        if r.parent != r and r not in out:
+            out.append(r)
+    return out
+
+
+def confined(path: str | Path, roots: Iterable[Path]) -> Path | None:
+    """``path`` resolved (symlinks followed) when it lies inside one of ``roots``, else None.
+
+    Nothing is opened: only the path's name is resolved, so a path outside the roots is never
+    read, not even to see whether it exists.
+    """
+    try:
+        p = Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return p if any(p == r or r in p.parents for r in roots) else None
+
+
+def _roots_text(roots: list[Path]) -> str:
+    return ", ".join(_short(r) for r in roots) or "none"
+
+
+def confine_data_spec(spec: str, roots: list[Path], base: Path | None = None) -> str:
+    """A data spec from a results file or a card, with its files confined to ``roots``.
+
+    Built-in datasets (``digits``, ``fraud?rows=...``) pass unchanged. ``KIND:PATH`` specs (and
+    a ``vocab=FILE`` argument) must name files inside ``roots``; a relative path is tried
+    against the current folder and ``base`` (the results file's folder). Returns the spec with
+    absolute paths. Raises :class:`~auditkit.data.DataError` naming the path otherwise.
+    """
+    from urllib.parse import urlencode
+
+    from auditkit.data import DataError, parse_spec
+
+    name, path, args = parse_spec(spec)
+    if path is None:
+        return spec
+
+    def inside(raw: str) -> str:
+        p = Path(raw)
+        tries = [p] if p.is_absolute() else [Path.cwd() / p] + ([base / p] if base is not None else [])
+        for t in tries:
+            ok = confined(t, roots)
+            if ok is not None and ok.exists():
+                return str(ok)
+        if any(confined(t, roots) is not None for t in tries):
+            raise DataError(f"the data file {raw} of the data spec {spec!r} does not exist")
+        raise DataError(f"the data spec {spec!r} names {raw}, outside the folders this dashboard reads files "
+                        f"from on a results file's word ({_roots_text(roots)}); type the data spec yourself in "
+                        "'Data spec', or start the dashboard with --allow-dir FOLDER")
+
+    new_path = inside(path)
+    if "vocab" in args:
+        args["vocab"] = inside(args["vocab"])
+    query = urlencode(args)
+    return f"{name}:{new_path}" + (f"?{query}" if query else "")
+
+
 # ----------------------------------------------------------------------------- launch
 
 
 def launch_command(results: list[Path], zoo: bool = False, port: int = DEFAULT_PORT, host: str = "127.0.0.1",
-                   reports_dir: Path | None = None) -> list[str]:
+                   reports_dir: Path | None = None, allow_dirs: Iterable[Path] = ()) -> list[str]:
     """The ``python -m streamlit run`` command line :func:`launch` runs (checked arguments)."""
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise DashboardError(f"port must be an integer in 1..65535, got {port!r}")
@@ -155,11 +255,13 @@ def launch_command(results: list[Path], zoo: bool = False, port: int = DEFAULT_P
         cmd.append("--zoo")
     if reports_dir is not None:
         cmd += ["--reports-dir", str(Path(reports_dir).resolve())]
+    for d in allow_dirs:
+        cmd += ["--allow-dir", str(Path(d).resolve())]
     return cmd
 
 
 def launch(results: list[Path], zoo: bool = False, port: int = DEFAULT_PORT, host: str = "127.0.0.1",
-           reports_dir: Path | None = None) -> int:
+           reports_dir: Path | None = None, allow_dirs: Iterable[Path] = ()) -> int:
     """Run the dashboard server in a subprocess until it stops; return its exit code.
 
     Args:
@@ -167,11 +269,12 @@ def launch(results: list[Path], zoo: bool = False, port: int = DEFAULT_PORT, hos
         zoo: also load the zoo models' latest results from ``reports_dir`` (default ``reports``).
         port: TCP port. host: address to bind, loopback by default; pass another address
             explicitly to listen beyond this machine.
+        allow_dirs: more folders whose model and data files a results file may name (live mode).
 
     SIGTERM and Ctrl-C are passed on to the server, so stopping this process stops it too.
     Raises :class:`DashboardError` for a missing results file or a bad port.
     """
-    cmd = launch_command(results, zoo=zoo, port=port, host=host, reports_dir=reports_dir)
+    cmd = launch_command(results, zoo=zoo, port=port, host=host, reports_dir=reports_dir, allow_dirs=allow_dirs)
     proc = subprocess.Popen(cmd)
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -525,6 +628,8 @@ class SampleRef:
     test_index: int
     label: int | None
     attribution_item: dict[str, Any] | None = None
+    prediction: int | None = None  # clean prediction (performance section, else the records)
+    correct: bool | None = None  # prediction == label
     record_row: int | None = None  # row in the robustness records / tabular attacked set
     in_robustness_gallery: bool = False
     text_examples: dict[str, dict[str, Any]] = field(default_factory=dict)  # run -> flipped example
@@ -548,9 +653,16 @@ def _at(lst: Any, i: int) -> Any:
 
 
 def sample_catalogue(audit: Audit) -> list[SampleRef]:
-    """The samples the explorer can show, by test-split index: those of the attributions gallery
-    and of the robustness records (image ensemble, tabular attack), sorted by index."""
+    """Every sample of the audit, by test-split index, sorted: the whole test split where the
+    performance section keeps its per-sample predictions (``predictions``/``labels``), plus the
+    samples of the attributions gallery and of the robustness records (image ensemble, tabular
+    attack, text examples), each with what the results keep about it."""
     refs: dict[int, SampleRef] = {}
+    perf = audit.data("performance") or {}
+    preds, labels_all = perf.get("predictions") or [], perf.get("labels") or []
+    if isinstance(preds, list) and isinstance(labels_all, list) and len(preds) == len(labels_all):
+        for t, (p, y) in enumerate(zip(preds, labels_all)):
+            refs[t] = SampleRef(t, int(y), prediction=int(p), correct=int(p) == int(y))
     attr = audit.data("attributions") or {}
     a_index = attr.get("sample_index") or []
     for item in attr.get("gallery") or []:
@@ -562,11 +674,16 @@ def sample_catalogue(audit: Audit) -> list[SampleRef]:
     for tm in threat_models(audit).values():
         records = tm.get("records") or {}
         labels = records.get("label") or []
+        preds_r, correct_r = records.get("clean_pred") or [], records.get("clean_correct") or []
         for row, i in enumerate(records.get("index") or []):
             t = _at(r_index, int(i))
             t = int(t) if t is not None else int(i)
             ref = refs.setdefault(t, SampleRef(t, _at(labels, row)))
             ref.record_row = row
+            if ref.prediction is None and _at(preds_r, row) is not None:
+                ref.prediction = int(_at(preds_r, row))
+            if ref.correct is None and _at(correct_r, row) is not None:
+                ref.correct = bool(_at(correct_r, row))
         for g in tm.get("gallery") or []:
             t = _at(r_index, int(g["index"]))
             t = int(t) if t is not None else int(g["index"])
@@ -613,9 +730,107 @@ def substitution_html(example: dict[str, Any]) -> str:
 
 
 def sample_option(audit: Audit, ref: SampleRef) -> str:
-    """The explorer's label of a sample."""
+    """The explorer's label of a sample: ``test #12 · label 4 · predicted 9 ✗ (attributions)``."""
     label = f" · label {audit.class_name(ref.label)}" if ref.label is not None else ""
-    return f"test #{ref.test_index}{label} ({', '.join(ref.where)})"
+    if ref.correct is False and ref.prediction is not None:
+        label += f" · predicted {audit.class_name(ref.prediction)} ✗"
+    where = f" ({', '.join(ref.where)})" if ref.where else ""
+    return f"test #{ref.test_index}{label}{where}"
+
+
+def _judge(tm: dict[str, Any], row: int, eps: float, attack: str | None) -> tuple[bool, float | None, Any, bool]:
+    """``(clean_correct, smallest norm found, by which attack, broken at eps)`` of record row
+    ``row``: the ensemble's rule (:func:`auditkit.policy.robust_indicator`: misclassified, or an
+    adversarial point of norm ≤ ε + tolerance found), by the worst case over attacks
+    (``attack`` None) or by one attack's own smallest norm."""
+    rec = tm.get("records") or {}
+    tol = float(tm.get("tolerance") or 0.0)
+    correct = bool(_at(rec.get("clean_correct"), row))
+    if attack is None:
+        found, by = finite_float(_at(rec.get("min_norm"), row)), _at(rec.get("broken_by"), row)
+    else:
+        found, by = finite_float(_at(((rec.get("per_attack") or {}).get(attack) or {}).get("min_norm"), row)), attack
+    broken = (not correct) or (found is not None and found <= (eps + tol if eps > 0 else 0.0))
+    return correct, found, by, broken
+
+
+def sample_broken(audit: Audit, ref: SampleRef, norm: str, eps: float, attack: str | None = None) -> bool | None:
+    """Whether the results say ``ref`` is broken at ``eps``: for a norm ball (``linf``, ``l2``)
+    by the records' rule (:func:`_judge`; ``attack`` None: the worst case over attacks); for
+    ``tabular`` (``eps`` a cost budget), a caught positive the attack evades at cost ≤ ``eps``.
+    None when the results keep nothing about this sample under that threat model."""
+    if ref.record_row is None:
+        return None
+    if norm == "tabular":
+        entry = tabular_evasion(audit, ref)
+        if not isinstance(entry, dict):
+            return None
+        cost = finite_float(entry.get("cost"))
+        return bool(entry.get("success")) and cost is not None and cost <= eps + 1e-12
+    tm = threat_models(audit).get(norm)
+    if tm is None:
+        return None
+    return _judge(tm, ref.record_row, float(eps), attack)[3]
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """What the explorer shows. Every criterion left at its default keeps every sample.
+
+    correctness: ``all`` / ``correct`` / ``misclassified`` (clean prediction vs label).
+    robustness: ``all`` / ``broken`` / ``robust`` at ``eps`` under threat model ``norm``
+        (``linf``, ``l2`` or ``tabular``), judged by ``attack`` alone or, when None, by the
+        worst case over attacks (:func:`sample_broken`); samples without records are dropped
+        by ``broken`` and ``robust``.
+    classes: true-class indices to keep (None: all).
+    confidence: ``(lo, hi)`` inclusive range of the top-class confidence (needs ``confidences``
+        in :func:`filter_samples`; samples without one are dropped).
+    """
+
+    correctness: Literal["all", "correct", "misclassified"] = "all"
+    robustness: Literal["all", "broken", "robust"] = "all"
+    norm: str | None = None
+    eps: float = 0.0
+    attack: str | None = None
+    classes: tuple[int, ...] | None = None
+    confidence: tuple[float, float] | None = None
+
+
+def filter_samples(audit: Audit, spec: FilterSpec, confidences: Sequence[float] | None = None,
+                   refs: list[SampleRef] | None = None) -> list[SampleRef]:
+    """The samples of :func:`sample_catalogue` (or ``refs``) that meet ``spec``, in index order.
+
+    ``confidences``: top-class confidence per test index (``[N]``, e.g. :func:`stored_confidences`
+    or :func:`live_confidences`). Raises ValueError for a robustness criterion without a
+    ``norm``, or a confidence range without ``confidences``.
+    """
+    if spec.robustness != "all" and not spec.norm:
+        raise ValueError("a robustness filter needs a threat model (norm)")
+    if spec.confidence is not None and confidences is None:
+        raise ValueError("a confidence filter needs per-sample confidences")
+    out = []
+    for ref in sample_catalogue(audit) if refs is None else refs:
+        if spec.correctness != "all" and ref.correct is not (spec.correctness == "correct"):
+            continue
+        if spec.classes is not None and ref.label not in spec.classes:
+            continue
+        if spec.confidence is not None:
+            c = finite_float(_at(list(confidences or []), ref.test_index))
+            if c is None or not spec.confidence[0] <= c <= spec.confidence[1]:
+                continue
+        if spec.robustness != "all":
+            broken = sample_broken(audit, ref, str(spec.norm), spec.eps, spec.attack)
+            if broken is None or broken is not (spec.robustness == "broken"):
+                continue
+        out.append(ref)
+    return out
+
+
+def stored_confidences(audit: Audit) -> list[float] | None:
+    """Top-class confidence per test sample when the results keep it (performance
+    ``confidences``, ``[N]``), else None (then :func:`live_confidences` can compute it)."""
+    conf = (audit.data("performance") or {}).get("confidences")
+    return [float(c) for c in conf] if isinstance(conf, list) and conf else None
 
 
 def sample_robustness(audit: Audit, ref: SampleRef, norm: str, eps: float, attack: str | None) -> dict[str, Any] | None:
@@ -641,21 +856,15 @@ def sample_robustness(audit: Audit, ref: SampleRef, norm: str, eps: float, attac
         result = "not run (already broken)" if s is None else ("fooled" if s else "held")
         mn = finite_float(_at(a.get("min_norm"), row))
         rows.append({"attack": name, f"at ε={eps:g}": result, "smallest ‖δ‖ found": "—" if mn is None else f"{mn:.4g}"})
-    correct = bool(_at(rec.get("clean_correct"), row))
-    if attack is None:
-        norm_found = finite_float(_at(rec.get("min_norm"), row))
-        by = _at(rec.get("broken_by"), row)
-    else:
-        norm_found = finite_float(_at((per.get(attack) or {}).get("min_norm"), row))
-        by = attack
+    correct, norm_found, by, broken = _judge(tm, row, eps, attack)
     who = "any attack" if attack is None else attack
     if not correct:
-        verdict, broken = "misclassified without any perturbation", True
-    elif norm_found is not None and norm_found <= (eps + tol if eps > 0 else 0.0):
-        verdict, broken = f"broken at ε={eps:g}: {by} found ‖δ‖ = {norm_found:.4g} ≤ ε", True
+        verdict = "misclassified without any perturbation"
+    elif broken:
+        verdict = f"broken at ε={eps:g}: {by} found ‖δ‖ = {norm_found:.4g} ≤ ε"
     else:
         extra = f" (smallest found by {who}: {norm_found:.4g})" if norm_found is not None else f" ({who} found none)"
-        verdict, broken = f"robust at ε={eps:g}: no adversarial example within ε{extra}", False
+        verdict = f"robust at ε={eps:g}: no adversarial example within ε{extra}"
     item = None
     r_index = (audit.data("robustness") or {}).get("sample_index") or []
     for g in tm.get("gallery") or []:
@@ -683,16 +892,21 @@ def tabular_evasion(audit: Audit, ref: SampleRef) -> dict[str, Any] | None:
 # ----------------------------------------------------------------------------- models and live mode
 
 
-def resolve_model_path(audit: Audit) -> tuple[Path | None, str]:
-    """Find the audited model file from the results' provenance.
+def resolve_model_path(audit: Audit, roots: list[Path] | None = None) -> tuple[Path | None, str]:
+    """Find the audited model file from the results' provenance, inside ``roots`` only.
 
     ``model_path`` is as the scan was given it (often relative to where it ran): tried as is,
     against the current folder, the results file's folder and its parents, and the zoo folder.
-    Returns ``(path or None, note)``; the note warns when the file's sha256 differs from the one
-    recorded (the model changed since the audit).
+    Only candidates inside ``roots`` (:func:`allowed_roots`; default: the results file's folder
+    and the zoo) are looked at: a results file cannot make the dashboard open an arbitrary
+    server path (an uploaded results.json naming ``/etc/passwd`` or a FIFO). Returns
+    ``(path or None, note)``; the note warns when the file's sha256 differs from the one
+    recorded (the model changed since the audit) or says why no file was used.
     """
     from auditkit.loading import sha256_file
 
+    if roots is None:
+        roots = allowed_roots(extra=[audit.path.resolve().parent] if audit.path is not None else [])
     raw = Path(audit.result.provenance.model_path)
     candidates = [raw] if raw.is_absolute() else [Path.cwd() / raw]
     if not raw.is_absolute() and audit.path is not None:
@@ -701,13 +915,22 @@ def resolve_model_path(audit: Audit) -> tuple[Path | None, str]:
         from auditkit.zoo import zoo_dir
 
         candidates.append(zoo_dir() / raw.parts[-2] / raw.name)
+    outside = False
     for c in candidates:
-        if c.is_file():
+        inside = confined(c, roots)
+        if inside is None:
+            outside = True  # never looked at, not even whether it exists
+            continue
+        if inside.is_file():
             recorded = audit.result.provenance.model_sha256
-            if recorded and sha256_file(c) != recorded:
-                return c, (f"{c} differs from the audited file (sha256 changed since the audit); live "
-                           "results may not match the stored ones")
-            return c, ""
+            if recorded and sha256_file(inside) != recorded:
+                return inside, (f"{inside} differs from the audited file (sha256 changed since the audit); live "
+                                "results may not match the stored ones")
+            return inside, ""
+    if outside:
+        return None, (f"the audited model {raw} is not inside the folders this dashboard reads files from on a "
+                      f"results file's word ({_roots_text(roots)}); choose 'Model file on this machine' and type "
+                      "its path, upload it, or start the dashboard with --allow-dir FOLDER")
     return None, (f"the audited model {raw} was not found (looked in the current folder, beside the "
                   "results and in the zoo); upload it or give its path")
 
@@ -769,18 +992,37 @@ def _load_data_cached(spec: str, card_json: str) -> "AuditData":
     return load_data(spec, card=AuditCard.model_validate_json(card_json))
 
 
-def live_data(model: "AuditModel", spec: str | None) -> "AuditData":
-    """The dataset for live samples: ``spec`` (the audit's data spec) or the card's dataset."""
+def live_data(model: "AuditModel", typed: str | None = None, fallback: str | None = None,
+              roots: list[Path] | None = None, base: Path | None = None) -> "AuditData":
+    """The dataset for live samples.
+
+    ``typed``: a data spec the user typed (``npz:test.npz``, ``csv:f.csv?target=y``, ``digits``;
+    docs/card.md), used as given. Otherwise ``fallback`` (the audit's recorded data spec) or the
+    card's ``dataset``, whose files must lie inside ``roots`` (:func:`confine_data_spec`; none
+    when ``roots`` is None, so only built-in datasets pass). Raises
+    :class:`~auditkit.data.DataError` when there is no spec, or it names a file outside the
+    roots, or it cannot be read.
+    """
     from auditkit.data import DataError
 
-    spec = spec or model.card.dataset
-    if not spec:
-        raise DataError("the card names no dataset; live mode needs one (set 'dataset' in the card)")
+    typed = (typed or "").strip()
+    if typed:
+        spec = typed
+    else:
+        recorded = fallback or model.card.dataset
+        if not recorded:
+            raise DataError("the card names no dataset and no data spec was given: type one in 'Data spec' "
+                            "(e.g. npz:test.npz, csv:data.csv?target=label, digits; see docs/card.md)")
+        spec = confine_data_spec(recorded, roots or [], base)
     return _load_data_cached(spec, model.card.model_dump_json())
 
 
-def live_indices(audit: Audit | None, n: int) -> list[int]:
-    """Test-split indices of the live samples: the audit's explained samples, else 0..n-1."""
+def live_indices(audit: Audit | None, n: int, index: int | None = None) -> list[int]:
+    """Test-split indices of the live samples: ``[index]`` when one test index is asked for
+    (any sample of the test split, recomputed alone), else the audit's explained samples, else
+    0..n-1."""
+    if index is not None:
+        return [int(index)]
     n = max(1, min(int(n), LIVE_MAX_SAMPLES))
     if audit is not None:
         for section in ("attributions", "robustness"):
@@ -804,6 +1046,25 @@ def live_inputs(model: "AuditModel", data: "AuditData", indices: list[int]) -> t
     x = model.to_input(data.x_test[indices])
     y = torch.as_tensor(data.y_test[indices], dtype=torch.int64, device=model.device)
     return x, y
+
+
+def live_confidences(model: "AuditModel", data: "AuditData") -> list[float]:
+    """Top-class softmax confidence of every test sample (``[N]``, in [0, 1]), computed live in
+    batches: for the explorer's confidence filter where the results keep none."""
+    from auditkit.metrics import softmax
+
+    with _LIVE_LOCK:
+        probs = softmax(model.logits(data.x_test))
+    return [float(v) for v in probs.max(1)]
+
+
+def same_test_split(audit: Audit, data: "AuditData") -> bool:
+    """Whether ``data``'s test split is the audit's: same size and labels as the performance
+    section's ``labels`` (True when the results keep no labels to compare)."""
+    labels = (audit.data("performance") or {}).get("labels")
+    if not isinstance(labels, list):
+        return True
+    return len(labels) == len(data.y_test) and all(int(a) == int(b) for a, b in zip(labels, data.y_test))
 
 
 def live_methods(model: "AuditModel") -> dict[str, str | None]:
@@ -906,3 +1167,184 @@ def live_gan_samples(model: "AuditModel", n: int, seed: int) -> list[Any]:
     for im in imgs:
         out.append((im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0)).round(4).tolist())
     return out
+
+
+# ----------------------------------------------------------------------------- comparison of two audits
+
+
+def finding_key(f: Any) -> tuple[str, str]:
+    """A finding's identity across two audits: its section and its title with every number
+    replaced by ``#`` (``("robustness", "Robust accuracy #% at linf eps=#")``), so that a
+    finding whose figures moved is the same finding. :func:`compare_findings` pairs exact
+    titles first, so two findings that differ only in a number (two radii) still pair right."""
+    return str(f.section), re.sub(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", str(f.title))
+
+
+@dataclass
+class FindingsDiff:
+    """Findings of audit B against audit A: ``new`` (only in B), ``fixed`` (only in A) and
+    ``unchanged`` pairs ``(in A, in B)`` (same :func:`finding_key`; figures or severity may
+    differ, see :attr:`changed`)."""
+
+    new: list[Any]
+    fixed: list[Any]
+    unchanged: list[tuple[Any, Any]]
+
+    @property
+    def changed(self) -> list[tuple[Any, Any]]:
+        """Unchanged pairs whose title (figures) or severity differ."""
+        return [(a, b) for a, b in self.unchanged if a.title != b.title or a.severity != b.severity]
+
+
+def compare_findings(a: Audit, b: Audit) -> FindingsDiff:
+    """New, fixed and unchanged findings of ``b`` against ``a``, in the summary's order
+    (:func:`auditkit.summary.summarize`): matched on (section, title) first, then on
+    :func:`finding_key`."""
+    fa, fb = summarize(a.result).findings, summarize(b.result).findings
+    left, right = list(range(len(fa))), list(range(len(fb)))
+    pairs: list[tuple[int, int]] = []
+    for key in (lambda f: (f.section, f.title), finding_key):
+        for i in list(left):
+            j = next((j for j in right if key(fb[j]) == key(fa[i])), None)
+            if j is not None:
+                pairs.append((i, j))
+                left.remove(i)
+                right.remove(j)
+    pairs.sort(key=lambda p: p[1])
+    return FindingsDiff(new=[fb[j] for j in right], fixed=[fa[i] for i in left],
+                        unchanged=[(fa[i], fb[j]) for i, j in pairs])
+
+
+def findings_diff_rows(diff: FindingsDiff) -> list[dict[str, str]]:
+    """The diff as table rows ``{"change", "severity", "section", "finding"}`` (new, fixed,
+    then unchanged; a changed figure or severity reads ``A → B``)."""
+    rows = [{"change": "new", "severity": f.severity, "section": f.section, "finding": f.title} for f in diff.new]
+    rows += [{"change": "fixed", "severity": f.severity, "section": f.section, "finding": f.title} for f in diff.fixed]
+    for fa, fb in diff.unchanged:
+        sev = fa.severity if fa.severity == fb.severity else f"{fa.severity} → {fb.severity}"
+        title = fa.title if fa.title == fb.title else f"{fa.title} → {fb.title}"
+        rows.append({"change": "unchanged", "severity": sev, "section": fb.section, "finding": title})
+    return rows
+
+
+def headline_diff(a: Audit, b: Audit) -> list[dict[str, Any]]:
+    """Headline figures both audits have (same summary key), as rows ``{"key", "label",
+    "a", "b", "change"}``: the summary's displays and the difference B − A in the headline's
+    unit (percentage points for proportions), None where either value is missing. Labels
+    differ when the headline point moved (another ε): then both are shown."""
+    ha = {h.key: h for h in summarize(a.result).headlines(primary_only=False)}
+    rows = []
+    for hb in summarize(b.result).headlines(primary_only=False):
+        h = ha.get(hb.key)
+        if h is None:
+            continue
+        change = None
+        if h.value is not None and hb.value is not None:
+            d = hb.value - h.value
+            change = f"{100 * d:+.1f} points" if h.kind == "proportion" else f"{d:+.4g}"
+        label = h.label if h.label == hb.label else f"{h.label} → {hb.label}"
+        rows.append({"key": hb.key, "label": label, "a": h.text, "b": hb.text, "change": change})
+    return rows
+
+
+@dataclass
+class PairedRobustness:
+    """Per-sample paired robustness of two audits at one threat model's headline point.
+
+    ``eps``: the headline ε of audit A's curve (the summary's headline point); ``n`` paired
+    samples (same test indices); ``broken_only_a`` / ``broken_only_b`` / ``broken_both`` /
+    ``robust_both`` counts; ``p_value``: exact two-sided McNemar on the discordant pairs;
+    ``robust_a`` / ``robust_b`` the robust shares on the paired samples. ``reason``: why no
+    pairing was possible (then the counts are 0)."""
+
+    norm: str
+    eps: float | None
+    n: int = 0
+    broken_only_a: int = 0
+    broken_only_b: int = 0
+    broken_both: int = 0
+    robust_both: int = 0
+    p_value: float | None = None
+    reason: str = ""
+
+    @property
+    def robust_a(self) -> float | None:
+        return (self.robust_both + self.broken_only_b) / self.n if self.n else None
+
+    @property
+    def robust_b(self) -> float | None:
+        return (self.robust_both + self.broken_only_a) / self.n if self.n else None
+
+
+def paired_robustness(a: Audit, b: Audit) -> list[PairedRobustness]:
+    """For every norm-ball threat model both audits attacked: the paired per-sample difference
+    at audit A's headline ε (:class:`PairedRobustness`), from the records
+    (:func:`auditkit.policy.robust_indicator`) when both keep them for the same samples
+    (``sample_index``) and both attacked that ε; otherwise a ``reason``."""
+    import numpy as np
+
+    from auditkit.policy import robust_indicator
+    from auditkit.stats import mcnemar_exact
+
+    out = []
+    tma, tmb = threat_models(a), threat_models(b)
+    for norm in [n for n in tma if n in tmb]:
+        eps = None
+        try:
+            rob = a.result.payload("robustness")
+            curve = rob.threat_model_curve(norm) if isinstance(rob, RobustnessData) else None
+            eps = curve.headline.x if curve is not None and curve.headline is not None else None
+        except PayloadError:
+            pass
+        res = PairedRobustness(norm, eps)
+        out.append(res)
+        ta, tb = tma[norm], tmb[norm]
+        ia = (a.data("robustness") or {}).get("sample_index")
+        ib = (b.data("robustness") or {}).get("sample_index")
+        if eps is None:
+            res.reason = "audit A has no headline point for this threat model"
+        elif not ta.get("records") or not tb.get("records"):
+            res.reason = "one of the audits keeps no per-sample records"
+        elif ia != ib or len(ta["records"]["index"]) != len(tb["records"]["index"]):
+            res.reason = "the audits attacked different samples (sample_index differs)"
+        elif not any(abs(float(e) - eps) <= 1e-9 for e in tb.get("epsilons") or []):
+            res.reason = f"audit B did not attack ε = {eps:g}"
+        if res.reason:
+            continue
+        ra, rb = robust_indicator(ta, eps), robust_indicator(tb, eps)
+        test = mcnemar_exact(ra, rb)
+        res.n = len(ra)
+        res.broken_only_a, res.broken_only_b = int(test["b_only"]), int(test["a_only"])
+        res.broken_both = int((~ra & ~rb).sum())
+        res.robust_both = int((ra & rb).sum())
+        res.p_value = float(test["p_value"])
+        assert res.n == int(np.asarray(ra).size)
+    return out
+
+
+# ----------------------------------------------------------------------------- report blocks
+
+
+# Hides the report's page furniture around one section (header, navigation, summary, card,
+# provenance, footer) when a single section is shown inside the dashboard.
+_ONE_SECTION_CSS = ("<style>header, nav, footer, #sec-summary, #sec-card, #sec-provenance { display: none !important; }"
+                    " body { margin-top: 0; }</style>")
+
+
+def section_report_html(audit: Audit, section: str | None = None) -> str:
+    """The HTML report's blocks (:func:`auditkit.report.render_html`) for the details page.
+
+    ``section`` None: the whole report. Otherwise a report of a copy of the result holding only
+    that section, with the page around it hidden, so the section reads exactly as in
+    report.html (designed tables, charts, collapsed details). Self-contained and offline
+    (plotly.js travels inside the page). Raises KeyError for a section the audit lacks.
+    """
+    from auditkit.report import render_html
+
+    if section is None:
+        return render_html(audit.result)
+    sec = audit.result.sections[section]
+    one = audit.result.model_copy(update={"sections": {section: sec},
+                                          "findings": [f for f in audit.result.findings if f.section == section]})
+    page = render_html(one)
+    return page.replace("</head>", _ONE_SECTION_CSS + "</head>", 1)

@@ -17,15 +17,21 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+import streamlit.components.v1 as components
 
 from auditkit import dashboard as dash
 from auditkit.report import charts
 from auditkit.results import ResultsError
 
-VIEWS = ["Overview", "Audit details", "Sample explorer", "Live", "Zoo"]
+VIEWS = ["Overview", "Audit details", "Sample explorer", "Compare", "Live", "Zoo"]
 SEVERITY_BADGE = {"high": ":red-badge[high]", "medium": ":orange-badge[medium]", "low": ":blue-badge[low]"}
 STATUS_BADGE = {"pass": ":green-badge[pass]", "warn": ":orange-badge[warn]", "fail": ":red-badge[fail]"}
 WORST_CASE = "worst case over all attacks"
+LIVE_SOURCES = ["Model of a loaded audit", "Model file on this machine", "Upload a model file"]
+EXPLAINED = "The audit's explained samples"
+ONE_SAMPLE = "One test sample"
+SECTION_HEIGHT = 640  # px of the iframe showing one report section (it scrolls inside)
+REPORT_HEIGHT = 1000  # px of the iframe showing the whole report
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -318,22 +324,48 @@ def view_details(audits: list[dash.Audit], args: dash.AppArgs) -> None:
             show_chart(charts.fid(gan["quality"], "sections.gan.data.quality"), f"{k}-fid")
         if (gan.get("latent") or {}).get("mean_abs_attribution"):
             show_chart(charts.latent_importance(gan["latent"], "sections.gan.data.latent"), f"{k}-lat")
-    rows = dash.baseline_table(a)
-    if rows:
-        st.header("Baselines")
-        if (verdict := dash.baseline_verdict(a)):
-            st.info(verdict)
-        st.dataframe(rows, hide_index=True)
-    known = {"performance", "attributions", "explanation-quality", "robustness", "gan", "baselines"}
-    for name, section in a.result.sections.items():
-        if name not in known and section.status == "ok":
-            st.header(name)
-            st.json(section.data, expanded=False)
+    # Defenses, baselines and any other section: the HTML report's own blocks (designed tables,
+    # the same charts, details collapsed), not a data dump.
+    native = {"performance", "attributions", "explanation-quality", "robustness", "gan"}
+    for name in summary_order(a):
+        if name not in native:
+            st.header(dash_titles().get(name, name))
+            report_block(a, name, f"{k}-report-{name}")
     if a.result.provenance.timings:
         st.header("Timings")
         show_chart(charts.timings(a.result.provenance.timings, "provenance.timings"), f"{k}-time")
     with st.expander("Provenance"):
         st.json(a.result.provenance.model_dump(mode="json"), expanded=False)
+    st.header("The HTML report")
+    if st.toggle("Show the whole HTML report here", key=f"{k}-whole"):
+        page = dash.section_report_html(a)
+        st.download_button("Download report.html", page, file_name=f"{a.label}-report.html", mime="text/html",
+                           key=f"{k}-download")
+        components.html(page, height=REPORT_HEIGHT, scrolling=True)
+
+
+def summary_order(a: dash.Audit) -> list[str]:
+    """Sections that ran, in the reports' reading order."""
+    from auditkit.summary import display_order
+
+    return [n for n in display_order(a.result) if a.result.sections[n].status == "ok"]
+
+
+def dash_titles() -> dict[str, str]:
+    from auditkit.summary import TITLES
+
+    return TITLES
+
+
+def report_block(a: dash.Audit, section: str, key: str) -> None:
+    """One section of the HTML report (:func:`auditkit.dashboard.section_report_html`) in an
+    iframe: offline, plotly.js inside the page."""
+    try:
+        page = dash.section_report_html(a, section)
+    except Exception as exc:  # a UI boundary: the report renderer's message, the app lives on
+        st.error(f"The {section} section cannot be drawn as in the report: {exc}")
+        return
+    components.html(page, height=SECTION_HEIGHT, scrolling=True)
 
 
 # ----------------------------------------------------------------------------- sample explorer
@@ -363,6 +395,111 @@ def render_attribution_item(task: str, item: dict[str, Any], titles: dict[str, s
         st.json(item, expanded=False)
 
 
+def _roots(args: dash.AppArgs) -> list[Path]:
+    """Folders whose files a results file may name here (:func:`auditkit.dashboard.allowed_roots`):
+    those the dashboard was started with, this session's upload folder and the folders of the
+    results files the user typed in the sidebar."""
+    typed = [Path(p).parent for p in st.session_state.get("extra_results", [])]
+    return dash.allowed_roots(args, extra=[_session_dir(), *typed])
+
+
+def _go_live(label: str, test_index: int) -> None:
+    """Button callback: open Live mode on this audit's model, for this one test sample."""
+    st.session_state["view"] = "Live"
+    st.session_state["live_source"] = LIVE_SOURCES[0]
+    st.session_state["live_audit"] = label
+    st.session_state["live_pick"] = ONE_SAMPLE
+    st.session_state["live_index"] = int(test_index)
+
+
+def _live_button(a: dash.Audit, ref: dash.SampleRef, key: str) -> None:
+    st.button(f"Recompute test #{ref.test_index} in Live mode", key=key, on_click=_go_live,
+              args=(a.label, ref.test_index))
+
+
+def _explorer_confidences(a: dash.Audit, args: dash.AppArgs) -> list[float] | None:
+    """Stored per-sample confidences, else (on request) the audited model's, computed live."""
+    stored = dash.stored_confidences(a)
+    if stored is not None:
+        return stored
+    if not (a.data("performance") or {}).get("predictions"):
+        return None
+    if not st.checkbox("Confidence filter: compute each sample's confidence with the audited model (live)",
+                       key=f"f-conf-live-{a.label}"):
+        return None
+    cache = st.session_state.setdefault("live_confidences", {})
+    if a.label in cache:
+        return cache[a.label]
+    from auditkit.card import CardError
+    from auditkit.data import DataError
+    from auditkit.loading import ModelInputError, ModelLoadError, UnsafeModelError
+
+    path, note = dash.resolve_model_path(a, _roots(args))
+    if path is None:
+        st.error(f"Cannot compute confidences: {note}")
+        return None
+    try:
+        model = dash.load_model_safely(path)
+        data = dash.live_data(model, None, a.result.provenance.data_spec, _roots(args),
+                              a.path.resolve().parent if a.path else None)
+    except UnsafeModelError as exc:
+        st.error(dash.unsafe_message(exc))
+        return None
+    except (ModelLoadError, ModelInputError, CardError, DataError, ValueError, OSError) as exc:
+        st.error(f"Cannot compute confidences: {exc}")
+        return None
+    if not dash.same_test_split(a, data):
+        st.error("Cannot compute confidences: the data found is not the audit's test split (other labels)")
+        return None
+    with st.spinner("Computing confidences…"):
+        cache[a.label] = dash.live_confidences(model, data)
+    return cache[a.label]
+
+
+def explorer_filters(a: dash.Audit, args: dash.AppArgs) -> tuple[dash.FilterSpec, list[float] | None]:
+    """The explorer's filter widgets; returns the filter and the confidences it needs."""
+    tms = dash.threat_models(a)
+    tab = (a.data("robustness") or {}).get("tabular")
+    norm, eps, attack, robust = None, 0.0, None, "all"
+    with st.container(border=True):
+        c1, c2 = st.columns(2)
+        correctness = c1.radio("Clean prediction", ["all", "correct", "misclassified"], horizontal=True,
+                               key=f"f-correct-{a.label}")
+        labels = sorted({r.label for r in dash.sample_catalogue(a) if isinstance(r.label, int)})
+        classes = c2.multiselect("True class (none: all)", labels, format_func=a.class_name, key=f"f-classes-{a.label}")
+        if tms:
+            d1, d2, d3, d4 = st.columns(4)
+            norm = d1.selectbox("Norm", list(tms), format_func=lambda n: charts.NORM_LABEL.get(n, n),
+                                key=f"norm-{a.label}")
+            tm = tms[norm]
+            grid = [float(e) for e in tm.get("epsilons") or []] or [0.0]
+            eps = float(d2.select_slider("ε", options=grid, value=dash.middle(grid) if dash.middle(grid) in grid
+                                         else grid[0], key=f"eps-{a.label}-{norm}"))
+            chosen = d3.selectbox("Attack", [WORST_CASE, *(tm.get("attacks") or [])], key=f"attack-{a.label}-{norm}")
+            attack = None if chosen == WORST_CASE else chosen
+            robust = d4.radio(f"At ε = {eps:g}", ["all", "broken", "robust"], horizontal=True,
+                              key=f"f-robust-{a.label}-{norm}",
+                              help="broken: misclassified, or an adversarial example within ε found by the "
+                                   "chosen attack (or any attack); samples without robustness records are left out")
+        elif isinstance(tab, dict) and tab.get("curve"):
+            d1, d2 = st.columns(2)
+            norm = "tabular"
+            budgets = sorted({float(pt["budget"]) for pt in tab["curve"]})
+            eps = float(d1.select_slider("Cost budget", options=budgets, value=budgets[len(budgets) // 2],
+                                         key=f"eps-{a.label}-tabular"))
+            robust = d2.radio(f"Evasion at cost ≤ {eps:g}", ["all", "broken", "robust"], horizontal=True,
+                              key=f"f-robust-{a.label}-tabular",
+                              help="broken: the attack evades detection within the budget (caught positives only)")
+        confidences = _explorer_confidences(a, args)
+        conf = None
+        if confidences is not None:
+            lo, hi = st.slider("Top-class confidence", 0.0, 1.0, (0.0, 1.0), step=0.01, key=f"f-conf-{a.label}")
+            conf = None if (lo, hi) == (0.0, 1.0) else (float(lo), float(hi))
+    spec = dash.FilterSpec(correctness=correctness, robustness=robust, norm=norm, eps=eps, attack=attack,
+                           classes=tuple(int(c) for c in classes) or None, confidence=conf)
+    return spec, confidences
+
+
 def view_explorer(audits: list[dash.Audit], args: dash.AppArgs) -> None:
     st.title("Sample explorer")
     if not audits:
@@ -372,12 +509,28 @@ def view_explorer(audits: list[dash.Audit], args: dash.AppArgs) -> None:
     if a.task == "gan":
         gan_explorer(a)
         return
-    refs = dash.sample_catalogue(a)
-    if not refs:
-        st.info("This audit keeps no per-sample results (no attributions gallery and no robustness records).")
+    everything = dash.sample_catalogue(a)
+    if not everything:
+        st.info("This audit keeps no per-sample results (no predictions, no attributions gallery and no "
+                "robustness records).")
         return
-    ref = st.selectbox("Sample", refs, format_func=lambda r: dash.sample_option(a, r), key=f"sample-{a.label}")
+    spec, confidences = explorer_filters(a, args)
+    refs = dash.filter_samples(a, spec, confidences, refs=everything)
+    st.caption(f"{len(refs)} of {len(everything)} samples match the filters")
+    if not refs:
+        st.info("No sample matches these filters.")
+        return
+    # Open on the first sample the results say most about (attribution maps, attack records).
+    first = next((i for i, r in enumerate(refs) if r.where), 0)
+    ref = st.selectbox("Sample", refs, index=first, format_func=lambda r: dash.sample_option(a, r),
+                       key=f"sample-{a.label}")
     key = f"explorer-{a.label}-{ref.test_index}"
+    if ref.prediction is not None:
+        conf = dash.finite_float(confidences[ref.test_index]) if confidences and ref.test_index < len(confidences) \
+            else None
+        st.caption(f"label **{a.class_name(ref.label)}** · predicted **{a.class_name(ref.prediction)}**"
+                   + (f" (confidence {conf:.3f})" if conf is not None else "")
+                   + (" · correct" if ref.correct else " · misclassified"))
 
     st.header("Attributions")
     if ref.attribution_item is not None:
@@ -385,21 +538,15 @@ def view_explorer(audits: list[dash.Audit], args: dash.AppArgs) -> None:
                                 "sections.attributions.data.gallery")
     else:
         n = len((a.data("attributions") or {}).get("gallery") or [])
-        st.info(f"The results keep attribution maps for {n} gallery sample(s) only; this one is not among them "
-                "(recompute it in Live mode).")
+        st.info(f"The results keep attribution maps for {n} gallery sample(s) only; this one is not among them: "
+                "recompute it in Live mode.")
+        _live_button(a, ref, f"to-live-attr-{a.label}")
 
     st.header("Adversarial robustness")
     tms = dash.threat_models(a)
-    if tms and ref.record_row is not None:
-        c1, c2, c3 = st.columns(3)
-        norm = c1.selectbox("Norm", list(tms), format_func=lambda n: charts.NORM_LABEL.get(n, n),
-                            key=f"norm-{a.label}")
-        tm = tms[norm]
-        grid = [float(e) for e in tm.get("epsilons") or []] or [0.0]
-        eps = c2.select_slider("ε", options=grid, value=dash.middle(grid) if dash.middle(grid) in grid else grid[0],
-                               key=f"eps-{a.label}-{norm}")
-        attack = c3.selectbox("Attack", [WORST_CASE, *(tm.get("attacks") or [])], key=f"attack-{a.label}-{norm}")
-        info = dash.sample_robustness(a, ref, norm, float(eps), None if attack == WORST_CASE else attack)
+    if tms and ref.record_row is not None and spec.norm in tms:
+        norm, eps = str(spec.norm), spec.eps
+        info = dash.sample_robustness(a, ref, norm, float(eps), spec.attack)
         if info is None:
             st.info("No records for this sample.")
             return
@@ -413,6 +560,7 @@ def view_explorer(audits: list[dash.Audit], args: dash.AppArgs) -> None:
         else:
             st.caption("The results keep adversarial images for a few gallery samples only; recompute this one "
                        "in Live mode to see it.")
+            _live_button(a, ref, f"to-live-adv-{a.label}")
     elif ref.text_examples:
         for run, ex in ref.text_examples.items():
             st.markdown(f"**{dash.TEXT_RUNS.get(run, run)}**: prediction {ex.get('prediction_before')} → "
@@ -439,8 +587,10 @@ def view_explorer(audits: list[dash.Audit], args: dash.AppArgs) -> None:
             why = ("the word-substitution results keep a few flipped sentences only, and this is not one of them "
                    "(samples marked 'word substitutions' are)")
         else:
-            why = "the robustness section keeps no per-sample records for this sample"
+            why = "the robustness section keeps per-sample records for the attacked samples only"
         st.info(f"No adversarial results for this sample: {why}.")
+        if sec is not None and sec.status == "ok" and a.task == "image-classification":
+            _live_button(a, ref, f"to-live-rob-{a.label}")
 
 
 def gan_explorer(a: dash.Audit) -> None:
@@ -483,13 +633,13 @@ def gan_explorer(a: dash.Audit) -> None:
 # ----------------------------------------------------------------------------- live mode
 
 
-def _live_model(audits: list[dash.Audit]) -> tuple[Any, dash.Audit | None]:
+def _live_model(audits: list[dash.Audit], args: dash.AppArgs) -> tuple[Any, dash.Audit | None]:
     """The model live mode works on (None when not loaded), and the audit it came from."""
     from auditkit.card import CardError
     from auditkit.loading import ModelInputError, ModelLoadError, UnsafeModelError
     from auditkit.zoo.models import list_architectures
 
-    sources = ["Model of a loaded audit", "Model file on this machine", "Upload a model file"]
+    sources = LIVE_SOURCES
     source = st.radio("Model", sources, horizontal=True, key="live_source", index=0 if audits else 1)
     audit, path, card, arch = None, None, None, None
     shown_name = ""  # how the file is named in messages (an upload's own name, not its temporary copy)
@@ -498,7 +648,7 @@ def _live_model(audits: list[dash.Audit]) -> tuple[Any, dash.Audit | None]:
             st.info("No audit loaded: give a model file instead.")
             return None, None
         audit = _pick_audit(audits, "live_audit")
-        path, note = dash.resolve_model_path(audit)
+        path, note = dash.resolve_model_path(audit, _roots(args))
         if note:
             st.warning(note)
     elif source == sources[1]:
@@ -540,7 +690,7 @@ def view_live(audits: list[dash.Audit], args: dash.AppArgs) -> None:
     st.title("Live recomputation")
     st.caption(f"Re-runs attributions and attacks on at most {dash.LIVE_MAX_SAMPLES} samples of a loaded model "
                "(quick attack budget). Models load through auditkit's safe loader.")
-    model, audit = _live_model(audits)
+    model, audit = _live_model(audits, args)
     if model is None:
         return
     card = model.card
@@ -555,19 +705,35 @@ def view_live(audits: list[dash.Audit], args: dash.AppArgs) -> None:
         show_chart(charts.sample_grid(images, [f"#{i}" for i in range(len(images))], _zrange(card),
                                       f"{len(images)} samples drawn with seed {seed}.", "live"), "live-gan")
         return
+    fallback = audit.result.provenance.data_spec if audit else None
+    typed = st.text_input("Data spec (empty: " + (f"the audit's `{fallback}`" if fallback else
+                          f"the card's `{card.dataset}`" if card.dataset else "none: the card names no dataset")
+                          + ")", key="live_data_spec",
+                          placeholder="npz:test.npz · csv:data.csv?target=label · digits (see docs/card.md)")
     try:
-        data = dash.live_data(model, audit.result.provenance.data_spec if audit else None)
+        data = dash.live_data(model, typed, fallback, _roots(args),
+                              audit.path.resolve().parent if audit is not None and audit.path is not None else None)
     except (DataError, ValueError, OSError) as exc:
         st.error(f"Cannot load the data for live samples: {exc}")
         return
+    if audit is not None and not dash.same_test_split(audit, data):
+        st.warning("This data's test split differs from the audit's (other labels): test indices do not name the "
+                   "audit's samples.")
     status = dash.live_methods(model)
     runnable = [m for m, r in status.items() if r is None]
     skipped = {m: r for m, r in status.items() if r}
     attacks = dash.live_attacks(model)
     titles = _method_titles(audit)
 
+    pick = st.radio("Samples", [EXPLAINED, ONE_SAMPLE], horizontal=True, key="live_pick")
     c1, c2, c3 = st.columns(3)
-    n = c1.slider("Samples", 1, dash.LIVE_MAX_SAMPLES, min(4, dash.LIVE_MAX_SAMPLES), key="live_n")
+    index = None
+    n = 1
+    if pick == ONE_SAMPLE:
+        index = int(c1.number_input(f"Test index (0–{len(data.y_test) - 1})", min_value=0,
+                                    max_value=max(0, len(data.y_test) - 1), step=1, key="live_index"))
+    else:
+        n = c1.slider("How many", 1, dash.LIVE_MAX_SAMPLES, min(4, dash.LIVE_MAX_SAMPLES), key="live_n")
     method = c2.selectbox("Attribution method", runnable, format_func=lambda m: titles.get(m, m), key="live_method")
     seed = c3.number_input("Seed", 0, 10_000, 0, key="live_seed")
     if skipped:
@@ -587,7 +753,7 @@ def view_live(audits: list[dash.Audit], args: dash.AppArgs) -> None:
     else:
         st.caption("Live attacks run on image models with input bounds; this model's threat model "
                    f"({card.task}) needs the full scan.")
-    indices = dash.live_indices(audit, n)
+    indices = dash.live_indices(audit, n, index)
     params = {"model": str(model.path), "sha": model.sha256, "indices": indices, "method": method,
               "attack": attack, "eps": eps, "seed": int(seed)}
     if st.button("Recompute", type="primary", key="live_run", disabled=method is None and attack is None):
@@ -640,6 +806,74 @@ def view_live(audits: list[dash.Audit], args: dash.AppArgs) -> None:
                 f"{card.class_names[it['clean_pred']]} → {card.class_names[it['adv_pred']]} (‖δ‖ = {it['norm']:.4g})")
             show_chart(charts.adversarial_grid(it, lambda c: card.class_names[int(c)], _zrange(card), adv["norm"], "live"),
                        f"live-adv-{pick}")
+
+
+# ----------------------------------------------------------------------------- comparison
+
+
+def view_compare(audits: list[dash.Audit], args: dash.AppArgs) -> None:
+    from auditkit.summary import summarize
+
+    st.title("Compare two audits")
+    if len(audits) < 2:
+        if not audits:
+            _no_audits(args)
+        else:
+            st.info("Load a second results file (sidebar) to compare two audits, e.g. a model before and after "
+                    "a change.")
+        return
+    labels = [x.label for x in audits]
+    c1, c2 = st.columns(2)
+    la = c1.selectbox("Audit A (before)", labels, index=0, key="cmp_a")
+    lb = c2.selectbox("Audit B (after)", labels, index=1, key="cmp_b")
+    a, b = audits[labels.index(la)], audits[labels.index(lb)]
+    if a is b:
+        st.info("Choose two different audits.")
+        return
+    for col, x in ((c1, a), (c2, b)):
+        v = summarize(x.result).verdict
+        col.caption(f"verdict: **{getattr(v, 'status', v)}** · {x.task} · data `{x.result.provenance.data_spec}`")
+
+    st.header("Findings")
+    diff = dash.compare_findings(a, b)
+    m1, m2, m3 = st.columns(3)
+    m1.metric("New in B", len(diff.new))
+    m2.metric("Fixed (only in A)", len(diff.fixed))
+    m3.metric("Unchanged", len(diff.unchanged), help=f"{len(diff.changed)} of them with other figures or severity")
+    rows = dash.findings_diff_rows(diff)
+    if rows:
+        st.dataframe(rows, hide_index=True, key="cmp-findings")
+    else:
+        st.caption("Neither audit has findings.")
+    st.caption("Findings match on their section and title, numbers aside (a finding whose figures moved is the "
+               "same finding; its row reads A → B).")
+
+    st.header("Headline figures")
+    heads = dash.headline_diff(a, b)
+    if heads:
+        st.dataframe([{"figure": h["label"], la: h["a"], lb: h["b"], "B − A": h["change"] or "—"} for h in heads],
+                     hide_index=True, key="cmp-headlines")
+    else:
+        st.caption("The audits share no headline figure.")
+
+    st.header("Paired robustness")
+    paired = dash.paired_robustness(a, b)
+    if not paired:
+        st.caption("No norm-ball threat model in both audits.")
+    for pr in paired:
+        name = charts.NORM_LABEL.get(pr.norm, pr.norm)
+        if pr.reason:
+            st.info(f"{name}: no paired comparison: {pr.reason}.")
+            continue
+        st.subheader(f"{name} at the headline ε = {pr.eps:g}")
+        p1, p2, p3, p4 = st.columns(4)
+        p1.metric("Broken only in A", pr.broken_only_a)
+        p2.metric("Broken only in B", pr.broken_only_b)
+        p3.metric("Broken in both", pr.broken_both)
+        p4.metric("Robust in both", pr.robust_both)
+        st.caption(f"{pr.n} paired samples (same test indices); robust {100 * (pr.robust_a or 0):.1f}% in A, "
+                   f"{100 * (pr.robust_b or 0):.1f}% in B; exact McNemar p = {pr.p_value:.3g} on the "
+                   f"{pr.broken_only_a + pr.broken_only_b} discordant samples.")
 
 
 # ----------------------------------------------------------------------------- zoo
@@ -709,7 +943,7 @@ def main(script_path: str | None = None) -> None:
     for e in errors:
         st.error(e)
     {"Overview": view_overview, "Audit details": view_details, "Sample explorer": view_explorer,
-     "Live": view_live, "Zoo": view_zoo}[view](audits, args)
+     "Compare": view_compare, "Live": view_live, "Zoo": view_zoo}[view](audits, args)
 
 
 if __name__ == "__main__":

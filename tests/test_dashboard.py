@@ -35,14 +35,14 @@ _RESULTS: dict[str, Path] = {}
 def dashboard_results(root: Path) -> dict[str, Path]:
     """Small real audits, scanned once per test session into ``root``: cnn-digits with Linf
     robustness at two radii, lstm-reviews with word-substitution robustness, fraud-mlp with
-    performance and attributions, gan-digits with its GAN checks and discriminator attack."""
+    performance, attributions and baselines, gan-digits with its GAN checks and discriminator attack."""
     if not _RESULTS:
         from auditkit.scanning import scan
 
         specs: dict[str, dict[str, Any]] = {
             "cnn-digits": {"only": ["performance", "attributions", "robustness"], "epsilons": {"linf": [0.1, 0.3]}},
             "lstm-reviews": {"only": ["performance", "attributions", "robustness"]},
-            "fraud-mlp": {"only": ["performance", "attributions"]},
+            "fraud-mlp": {"only": ["performance", "attributions", "baselines"]},
             "gan-digits": {"only": ["gan", "robustness"]},
         }
         for name, kw in specs.items():
@@ -120,7 +120,7 @@ def test_two_results_files_side_by_side(results, monkeypatch):
     assert findings.iloc[0]["total"] == len(AuditResult.read(results["cnn-digits"]).findings)
 
 
-@pytest.mark.parametrize("name", ["Overview", "Audit details", "Sample explorer", "Live", "Zoo"])
+@pytest.mark.parametrize("name", ["Overview", "Audit details", "Sample explorer", "Compare", "Live", "Zoo"])
 def test_every_view_renders_for_every_audit(results, monkeypatch, name):
     at = view(run_app(monkeypatch, *results.values()), name)
     assert_clean(at)
@@ -530,9 +530,10 @@ def test_model_path_resolution_and_safe_loading(results, tmp_path):
     changed.parent.mkdir(parents=True)
     changed.write_bytes(zoo_model_path("cnn-digits").read_bytes() + b"\0")
     audit.result.provenance.model_path = str(changed)
-    assert "sha256 changed since the audit" in dash.resolve_model_path(audit)[1]
+    roots = dash.allowed_roots(extra=[tmp_path])
+    assert "sha256 changed since the audit" in dash.resolve_model_path(audit, roots)[1]
     audit.result.provenance.model_path = "nowhere/model.pt"
-    assert dash.resolve_model_path(audit)[0] is None
+    assert dash.resolve_model_path(audit, roots)[0] is None
     with pytest.raises(ModelInputError, match="only builds registered architectures"):
         dash.load_model_safely(zoo_model_path("cnn-digits"), arch="os:system")
     saved = dash.save_upload(b"x", "../../evil name.safetensors", tmp_path / "up")
@@ -544,3 +545,372 @@ def test_token_highlighting_escapes_html():
     out = dash.token_highlight_html(["<script>", "ok"], [1.0, -0.5])
     assert "<script>" not in out and "&lt;script&gt;" in out
     assert "rgba(178,24,43,1.00)" in out and "rgba(33,102,172,0.50)" in out
+
+
+# ----------------------------------------------------------------------------- explorer filters
+
+
+def _audit(path: Path) -> dash.Audit:
+    return dash.make_audits([("x", path, AuditResult.read(path))])[0]
+
+
+def test_every_test_sample_is_in_the_catalogue(results):
+    audit = _audit(results["cnn-digits"])
+    perf = audit.result.sections["performance"].data
+    refs = dash.sample_catalogue(audit)
+    assert [r.test_index for r in refs] == list(range(len(perf["labels"])))
+    assert all(r.label == y and r.prediction == p and r.correct == (p == y)
+               for r, p, y in zip(refs, perf["predictions"], perf["labels"]))
+    explained = audit.result.sections["attributions"].data["sample_index"]
+    assert [r.test_index for r in refs if r.attribution_item is not None] == sorted(explained)
+    wrong = next(r for r in refs if r.correct is False)
+    assert f"predicted {wrong.prediction} ✗" in dash.sample_option(audit, wrong)
+
+
+def test_filter_samples_follow_the_results(results):
+    from auditkit.policy import robust_indicator
+
+    audit = _audit(results["cnn-digits"])
+    perf = audit.result.sections["performance"].data
+    rob = audit.result.sections["robustness"].data
+    tm, sample_index = rob["threat_models"]["linf"], rob["sample_index"]
+    every = dash.sample_catalogue(audit)
+    assert dash.filter_samples(audit, dash.FilterSpec()) == every
+
+    wrong = [i for i, (p, y) in enumerate(zip(perf["predictions"], perf["labels"])) if p != y]
+    assert wrong, "the quick cnn-digits audit has misclassified samples"
+    assert [r.test_index for r in dash.filter_samples(audit, dash.FilterSpec(correctness="misclassified"))] == wrong
+    assert len(dash.filter_samples(audit, dash.FilterSpec(correctness="correct"))) == len(every) - len(wrong)
+    fours = dash.filter_samples(audit, dash.FilterSpec(classes=(4,)))
+    assert fours and len(fours) == perf["labels"].count(4) and all(r.label == 4 for r in fours)
+
+    for eps in tm["epsilons"]:
+        robust = robust_indicator(tm, eps)  # the gate's own per-sample rule
+        broken = sorted(sample_index[row] for row, ok in enumerate(robust) if not ok)
+        got = dash.filter_samples(audit, dash.FilterSpec(robustness="broken", norm="linf", eps=eps))
+        assert [r.test_index for r in got] == broken, eps
+        held = dash.filter_samples(audit, dash.FilterSpec(robustness="robust", norm="linf", eps=eps))
+        assert len(got) + len(held) == len(sample_index), "samples without records are left out of both"
+    # The attack that broke it: one attack judged alone agrees with the explorer's per-sample verdict.
+    for attack in tm["attacks"]:
+        got = {r.test_index for r in dash.filter_samples(
+            audit, dash.FilterSpec(robustness="broken", norm="linf", eps=0.1, attack=attack))}
+        for ref in every:
+            if ref.record_row is not None:
+                info = dash.sample_robustness(audit, ref, "linf", 0.1, attack)
+                assert (ref.test_index in got) == info["broken"], (attack, ref.test_index)
+    # Filters combine as an intersection.
+    both = dash.filter_samples(audit, dash.FilterSpec(correctness="correct", robustness="broken", norm="linf",
+                                                      eps=0.3, classes=(4,)))
+    assert all(r.correct and r.label == 4 and dash.sample_broken(audit, r, "linf", 0.3) for r in both)
+    with pytest.raises(ValueError, match="needs a threat model"):
+        dash.filter_samples(audit, dash.FilterSpec(robustness="broken"))
+    with pytest.raises(ValueError, match="needs per-sample confidences"):
+        dash.filter_samples(audit, dash.FilterSpec(confidence=(0.5, 0.9)))
+
+
+def test_confidence_filter_with_live_confidences(results):
+    from auditkit.loading import load_model
+
+    audit = _audit(results["cnn-digits"])
+    assert dash.stored_confidences(audit) is None  # the results keep predictions, not confidences
+    model = load_model(zoo_model_path("cnn-digits"), device="cpu")
+    data = dash.live_data(model, None, audit.result.provenance.data_spec, dash.allowed_roots())
+    assert dash.same_test_split(audit, data)
+    conf = dash.live_confidences(model, data)
+    assert len(conf) == len(data.y_test) and all(0.0 <= c <= 1.0 for c in conf)
+    # The live argmax is the audit's prediction: the confidences belong to these samples.
+    perf = audit.result.sections["performance"].data
+    assert [int(i) for i in model.logits(data.x_test).argmax(1)] == perf["predictions"]
+    unsure = dash.filter_samples(audit, dash.FilterSpec(confidence=(0.0, 0.9)), conf)
+    assert [r.test_index for r in unsure] == [i for i, c in enumerate(conf) if c <= 0.9]
+    assert unsure and len(unsure) < len(conf)
+
+
+def test_tabular_filter_reads_the_evasions(results, tmp_path):
+    r = AuditResult.read(results["fraud-mlp"])
+    cheapest = [{"index": 0, "success": True, "cost": 0.5}, {"index": 1, "success": False, "cost": None},
+                {"index": 2, "success": True, "cost": 2.0}]
+    r.sections["robustness"] = Section(name="robustness", data={"tabular": {"cheapest": cheapest,
+                                                                            "sample_index": [5, 9, 11]}})
+    audit = dash.make_audits([("x", None, r)])[0]
+    got = lambda spec: [x.test_index for x in dash.filter_samples(audit, spec)]  # noqa: E731
+    assert got(dash.FilterSpec(robustness="broken", norm="tabular", eps=1.0)) == [5]
+    assert got(dash.FilterSpec(robustness="broken", norm="tabular", eps=2.0)) == [5, 11]
+    assert got(dash.FilterSpec(robustness="robust", norm="tabular", eps=1.0)) == [9, 11]
+
+
+def test_explorer_filters_in_the_app_and_any_sample_goes_live(results, monkeypatch):
+    at = view(run_app(monkeypatch, results["cnn-digits"]), "Sample explorer")
+    assert_clean(at)
+    audit = _audit(results["cnn-digits"])
+    n = len(dash.sample_catalogue(audit))
+    assert f"{n} of {n} samples match the filters" in texts(at.caption)
+    at.radio(key="f-correct-cnn-digits").set_value("misclassified").run()
+    assert_clean(at)
+    wrong = dash.filter_samples(audit, dash.FilterSpec(correctness="misclassified"))
+    assert f"{len(wrong)} of {n} samples match the filters" in texts(at.caption)
+    box = at.selectbox(key="sample-cnn-digits")
+    assert box.options == [dash.sample_option(audit, r) for r in wrong]
+    assert any("misclassified" in c for c in texts(at.caption))
+
+    at.radio(key="f-correct-cnn-digits").set_value("all")
+    at.select_slider(key="eps-cnn-digits-linf").set_value(0.1)
+    at.radio(key="f-robust-cnn-digits-linf").set_value("broken").run()
+    assert_clean(at)
+    broken = dash.filter_samples(audit, dash.FilterSpec(robustness="broken", norm="linf", eps=0.1))
+    assert at.selectbox(key="sample-cnn-digits").options == [dash.sample_option(audit, r) for r in broken]
+    assert texts(at.warning)[0].startswith("broken at ε=0.1"), "the verdict follows the same ε"
+
+    # A sample the results keep nothing about: one click opens Live mode on that test index.
+    at.radio(key="f-robust-cnn-digits-linf").set_value("all").run()
+    plain = next(r for r in dash.sample_catalogue(audit) if not r.where)
+    at.selectbox(key="sample-cnn-digits").set_value(dash.sample_option(audit, plain)).run()
+    assert_clean(at)
+    at.button(key="to-live-attr-cnn-digits").click().run()
+    assert_clean(at)
+    assert at.sidebar.radio(key="view").value == "Live"
+    assert at.number_input(key="live_index").value == plain.test_index
+    at.selectbox(key="live_method").set_value("saliency")
+    at.selectbox(key="live_attack").set_value("fgsm")
+    at.run()
+    at.button(key="live_run").click().run()
+    assert_clean(at)
+    assert list(at.dataframe[0].value["test index"]) == [plain.test_index]
+    assert len(at.get("plotly_chart")) >= 2
+
+
+# ----------------------------------------------------------------------------- live mode on one's own model
+
+
+def _weights_and_card(tmp_path: Path, dataset: str | None) -> tuple[Path, Path, Any]:
+    """cnn-digits as safetensors weights and a card JSON whose ``dataset`` is ``dataset``."""
+    from safetensors.torch import save_file
+
+    from auditkit.loading import load_zoo_file
+
+    zoo = load_zoo_file(zoo_model_path("cnn-digits"))
+    weights = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in zoo.module.state_dict().items()}, str(weights))
+    card = zoo.card.model_copy(update={"dataset": dataset})
+    card_path = tmp_path / "card.json"
+    card_path.write_text(card.to_json())
+    return weights, card_path, zoo.card
+
+
+def test_live_mode_on_own_model_with_a_typed_data_spec(monkeypatch, tmp_path):
+    import numpy as np
+
+    from auditkit.data import load_data
+
+    weights, card_path, card = _weights_and_card(tmp_path, None)
+    digits = load_data("digits", card=card)
+    test_file = tmp_path / "own" / "test.npz"
+    test_file.parent.mkdir()
+    np.savez(test_file, x_train=digits.x_train, y_train=digits.y_train, x_test=digits.x_test[:20],
+             y_test=digits.y_test[:20])
+    at = view(run_app(monkeypatch), "Live")
+    at.radio(key="live_source").set_value("Model file on this machine").run()
+    at.text_input(key="live_path").input(str(weights))
+    at.text_input(key="live_card").input(str(card_path))
+    at.selectbox(key="live_arch").set_value(card.architecture)
+    at.run()
+    assert not at.exception
+    errors = texts(at.error)
+    assert len(errors) == 1 and "the card names no dataset" in errors[0] and "Data spec" in errors[0]
+    at.text_input(key="live_data_spec").input(f"npz:{test_file}").run()
+    assert_clean(at)
+    at.radio(key="live_pick").set_value("One test sample").run()
+    assert "Test index (0–19)" in [w.label for w in at.number_input]
+    at.number_input(key="live_index").set_value(13)
+    at.selectbox(key="live_method").set_value("saliency")
+    at.selectbox(key="live_attack").set_value("fgsm")
+    at.run()
+    at.button(key="live_run").click().run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table["test index"]) == [13]
+    assert table.iloc[0]["label"] == card.class_names[int(digits.y_test[13])]
+    at.text_input(key="live_data_spec").input(f"npz:{tmp_path / 'missing.npz'}").run()
+    assert any("Cannot load the data for live samples" in e for e in texts(at.error))
+
+
+# ----------------------------------------------------------------------------- path confinement (issue 11)
+
+
+def test_results_cannot_point_the_dashboard_at_server_paths(results, tmp_path):
+    """resolve_model_path and the recorded data spec only follow paths inside the roots; a
+    FIFO outside them is never opened (opening it would hang)."""
+    from auditkit.data import DataError
+
+    inside = tmp_path / "inside"
+    outside = tmp_path / "outside"
+    inside.mkdir()
+    outside.mkdir()
+    shutil.copy(zoo_model_path("cnn-digits"), outside / "model.pt")
+    os.mkfifo(outside / "fifo.pt")
+    (inside / "escape.pt").symlink_to(outside / "model.pt")
+    roots = dash.allowed_roots(extra=[inside])
+    assert Path("/").resolve() not in dash.allowed_roots(extra=["/"])
+    audit = _audit(results["cnn-digits"])
+    for bad in ("/etc/passwd", str(outside / "model.pt"), str(outside / "fifo.pt"), str(inside / "escape.pt"),
+                str(inside / ".." / "outside" / "model.pt")):
+        audit.result.provenance.model_path = bad
+        path, note = dash.resolve_model_path(audit, roots)
+        assert path is None and "not inside the folders" in note and "--allow-dir" in note, bad
+    shutil.copy(zoo_model_path("cnn-digits"), inside / "model.pt")
+    audit.result.provenance.model_path = str(inside / "model.pt")
+    assert dash.resolve_model_path(audit, roots) == ((inside / "model.pt").resolve(), "")
+
+    (inside / "d.npz").write_bytes(b"")
+    (outside / "d.npz").write_bytes(b"")
+    assert dash.confine_data_spec("digits", roots) == "digits"
+    assert dash.confine_data_spec("fraud?rows=1000", roots) == "fraud?rows=1000"
+    assert dash.confine_data_spec(f"npz:{inside / 'd.npz'}", roots) == f"npz:{(inside / 'd.npz').resolve()}"
+    assert dash.confine_data_spec("npz:d.npz", roots, base=inside) == f"npz:{(inside / 'd.npz').resolve()}"
+    for spec in ("csv:/etc/passwd?target=root", f"npz:{outside / 'd.npz'}", f"npz:{inside}/../outside/d.npz",
+                 f"text-csv:{inside / 'd.npz'}?text=t&label=l&vocab=/etc/passwd"):
+        with pytest.raises(DataError, match="outside the folders"):
+            dash.confine_data_spec(spec, roots)
+    from auditkit.loading import load_model
+
+    model = load_model(zoo_model_path("cnn-digits"), device="cpu")
+    with pytest.raises(DataError, match="outside the folders"):
+        dash.live_data(model, None, "csv:/etc/passwd?target=root", roots)
+    with pytest.raises(DataError, match="outside the folders"):  # a card's dataset is confined too
+        dash.live_data(model.__class__(**{**model.__dict__, "card": model.card.model_copy(
+            update={"dataset": "csv:/etc/passwd?target=root"})}), None, None, roots)
+
+
+def test_uploaded_results_naming_etc_passwd_are_not_followed(results, monkeypatch):
+    doc = json.loads(results["cnn-digits"].read_text())
+    doc["provenance"]["model_path"] = "/etc/passwd"
+    doc["provenance"]["data_spec"] = "csv:/etc/passwd?target=root"
+    at = view(run_app(monkeypatch), "Live")
+    at.file_uploader(key="upload_results").set_value([("evil.json", json.dumps(doc).encode(), "application/json")])
+    at.run()
+    at.radio(key="live_source").set_value("Model of a loaded audit").run()
+    assert not at.exception and not at.error
+    warnings = texts(at.warning)
+    assert any("/etc/passwd is not inside the folders" in w for w in warnings), warnings
+    assert not [b for b in at.button if b.key == "live_run"], "no model was loaded, so nothing can be recomputed"
+
+
+def test_launch_and_arguments_carry_allowed_folders(results, monkeypatch, tmp_path):
+    args = dash.parse_app_args(["a.json", "--allow-dir", str(tmp_path), f"--allow-dir={tmp_path / 'b'}"])
+    assert args.allow_dirs == [tmp_path, tmp_path / "b"]
+    monkeypatch.setenv(dash.ENV_ALLOW, str(tmp_path / "c"))
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    assert dash.app_args(str(APP)).allow_dirs == [tmp_path / "c"]
+    roots = dash.allowed_roots(dash.AppArgs(results=[results["cnn-digits"]], reports_dir=tmp_path / "r",
+                                            allow_dirs=[tmp_path / "c"]))
+    assert results["cnn-digits"].parent.resolve() in roots and (tmp_path / "c").resolve() in roots
+    cmd = dash.launch_command([results["cnn-digits"]], port=8600, allow_dirs=[tmp_path])
+    assert cmd[-2:] == ["--allow-dir", str(tmp_path.resolve())]
+
+
+# ----------------------------------------------------------------------------- comparison
+
+
+def _before_after(results: dict[str, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """Two versions of cnn-digits' results. Before: the audit plus an extra finding that after
+    fixes. After: the first finding's figure moved, one new finding, and one sample that the
+    records now say resists every attack."""
+    doc = json.loads(results["cnn-digits"].read_text())
+    findings = doc["findings"]
+    assert findings, "the quick cnn-digits audit has findings"
+    old = {**findings[0], "title": "An old problem", "section": "performance", "severity": "medium"}
+    before = {**doc, "findings": findings + [old]}
+    moved = {**findings[0], "title": re.sub(r"\d+\.\d+%", "12.5%", findings[0]["title"])}
+    after = json.loads(json.dumps(doc))
+    after["findings"] = [moved, *findings[1:], {**findings[0], "title": "A brand new problem", "section": "performance",
+                                                "severity": "low"}]
+    rec = after["sections"]["robustness"]["data"]["threat_models"]["linf"]["records"]
+    rec["min_norm"][0], rec["broken_by"][0] = None, None
+    paths = []
+    for name, d in (("before", before), ("after", after)):
+        out = tmp_path / name / "results.json"
+        out.parent.mkdir()
+        out.write_text(json.dumps(d))
+        paths.append(out)
+    return paths[0], paths[1]
+
+
+def test_compare_findings_and_paired_robustness(results, tmp_path):
+    before, after = _before_after(results, tmp_path)
+    a, b = _audit(before), _audit(after)
+    first = json.loads(results["cnn-digits"].read_text())["findings"][0]["title"]
+    diff = dash.compare_findings(a, b)
+    assert [f.title for f in diff.new] == ["A brand new problem"]
+    assert [f.title for f in diff.fixed] == ["An old problem"]
+    assert len(diff.unchanged) == len(b.result.findings) - 1
+    if "%" in first:  # the moved figure pairs on the key and reads A -> B
+        (x, y), = diff.changed
+        assert x.title == first and y.title != first and dash.finding_key(x) == dash.finding_key(y)
+    rows = dash.findings_diff_rows(diff)
+    assert [r["change"] for r in rows][:2] == ["new", "fixed"]
+    same = dash.compare_findings(a, a)
+    assert not same.new and not same.fixed and len(same.unchanged) == len(a.result.findings) and not same.changed
+
+    heads = {h["key"]: h for h in dash.headline_diff(a, b)}
+    ha = summarize(a.result).headline("robustness.linf")
+    hb = summarize(b.result).headline("robustness.linf")
+    assert heads["robustness.linf"]["a"] == ha.text and heads["robustness.linf"]["b"] == hb.text
+    assert heads["robustness.linf"]["change"] == f"{100 * (hb.value - ha.value):+.1f} points"
+
+    (pr,) = dash.paired_robustness(a, b)
+    rob = a.result.payload("robustness")
+    assert pr.eps == rob.threat_model_curve("linf").headline.x == 0.3
+    n = len(a.result.sections["robustness"].data["sample_index"])
+    robust_a = robust_indicator_at(a, 0.3)
+    if robust_a[0]:
+        pytest.skip("sample 0 already resists at 0.3 in this audit")
+    assert (pr.n, pr.broken_only_a, pr.broken_only_b) == (n, 1, 0), "sample 0 now resists in B only"
+    assert pr.broken_both + pr.robust_both == n - 1 and pr.p_value == 1.0
+    assert pr.robust_b - pr.robust_a == pytest.approx(1 / n)
+    assert pr.robust_a == pytest.approx(sum(robust_a) / n)
+    assert dash.paired_robustness(a, _audit(results["lstm-reviews"])) == [], "no norm ball in both"
+
+
+def robust_indicator_at(audit: dash.Audit, eps: float) -> list[bool]:
+    from auditkit.policy import robust_indicator
+
+    return [bool(v) for v in robust_indicator(audit.result.sections["robustness"].data["threat_models"]["linf"], eps)]
+
+
+def test_compare_view(results, monkeypatch, tmp_path):
+    before, after = _before_after(results, tmp_path)
+    at = view(run_app(monkeypatch, before, after), "Compare")
+    assert_clean(at)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["New in B"] == "1" and shown["Fixed (only in A)"] == "1"
+    assert shown["Broken only in A"] == "1" and shown["Broken only in B"] == "0"
+    findings = at.dataframe[0].value
+    assert "A brand new problem" in list(findings["finding"])
+    at.selectbox(key="cmp_b").set_value(at.selectbox(key="cmp_a").value).run()
+    assert "Choose two different audits." in texts(at.info)
+
+
+# ----------------------------------------------------------------------------- details = report blocks
+
+
+def test_details_show_the_report_blocks(results, monkeypatch):
+    audit = _audit(results["fraud-mlp"])
+    page = dash.section_report_html(audit, "baselines")
+    assert 'id="sec-baselines"' in page and "display: none" in page
+    assert 'id="sec-performance"' not in page, "only the chosen section"
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page), "offline: nothing fetched"
+    whole = dash.section_report_html(audit)
+    assert 'id="sec-summary"' in whole and 'id="sec-baselines"' in whole
+    with pytest.raises(KeyError):
+        dash.section_report_html(audit, "defenses")
+
+    at = view(run_app(monkeypatch, results["fraud-mlp"]), "Audit details")
+    assert_clean(at)
+    frames = at.get("iframe")
+    assert len(frames) == 1 and 'id="sec-baselines"' in frames[0].proto.srcdoc
+    assert "Baseline comparison" in texts(at.header)
+    assert not at.json or all("baselines" not in str(j.value)[:200] for j in at.json)
+    at.toggle(key="details-fraud-mlp-whole").set_value(True).run()
+    assert_clean(at)
+    assert any('id="sec-summary"' in f.proto.srcdoc for f in at.get("iframe"))
