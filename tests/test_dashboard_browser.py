@@ -2,7 +2,8 @@
 loopback, driven in headless Chromium through Playwright.
 
 Every wait is bounded; the server is only contacted on 127.0.0.1 and always terminated.
-A screenshot of the sample explorer is kept in ``test-artifacts/dashboard.png``.
+Screenshots of the sample explorer are kept in ``test-artifacts/dashboard.png`` and
+``test-artifacts/dashboard-filters.png`` (the explorer's filters).
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(results: dict[str, Path], tmp_path: Path) -> Iterator[str]:
-    """The dashboard on a free loopback port, via ``launch`` in a subprocess; yields its URL."""
+@pytest.fixture(scope="module")
+def server(results: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The dashboard on a free loopback port, via ``launch`` in a subprocess; yields its URL
+    (one server for this module's tests: each opens its own browser session)."""
     port = _free_port()
-    log = tmp_path / "server.log"
+    log = tmp_path_factory.mktemp("dashboard-server") / "server.log"
     code = ("import sys; from pathlib import Path; from auditkit.dashboard import launch; "
             "sys.exit(launch([Path(p) for p in sys.argv[2:]], port=int(sys.argv[1])))")
     paths = [str(results["cnn-digits"]), str(results["lstm-reviews"])]
@@ -114,7 +116,7 @@ def test_dashboard_in_a_real_browser(server, results, artifacts_dir):
             for label in ("cnn-digits", "lstm-reviews"):
                 main.get_by_role("heading", name=label).wait_for()
             # expect() retries: the second audit's metrics may arrive a moment after its heading.
-            expect(main.locator('[data-testid="stMetricLabel"]').get_by_text("Accuracy", exact=True)).to_have_count(2)
+            expect(main.locator('[data-testid="stMetricLabel"]').get_by_text("Clean accuracy", exact=True)).to_have_count(2)
             main.locator(".js-plotly-plot").first.wait_for()
 
             # Sample explorer: switch model, sample and epsilon.
@@ -153,6 +155,54 @@ def test_dashboard_in_a_real_browser(server, results, artifacts_dir):
             assert page.locator('[data-testid="stException"]').count() == 0
             assert page.locator('[data-testid="stAlertContentError"]').count() == 0
             page.screenshot(path=str(artifacts_dir / "dashboard.png"))
+        finally:
+            browser.close()
+    assert page_errors == []
+
+
+def test_explorer_filters_in_a_real_browser(server, results, artifacts_dir):
+    """Misclassified samples, then samples broken at the smallest ε: the count and the sample
+    list follow the filters; a screenshot shows them."""
+    from playwright.sync_api import expect, sync_playwright
+
+    audit = dash.make_audits([("x", results["cnn-digits"], AuditResult.read(results["cnn-digits"]))])[0]
+    n = len(dash.sample_catalogue(audit))
+    wrong = dash.filter_samples(audit, dash.FilterSpec(correctness="misclassified"))
+    eps = min(e for e in audit.result.sections["robustness"].data["threat_models"]["linf"]["epsilons"] if e > 0)
+    broken = dash.filter_samples(audit, dash.FilterSpec(robustness="broken", norm="linf", eps=eps))
+    assert wrong and broken
+    page_errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.set_default_timeout(WAIT_MS)
+            expect.set_options(timeout=WAIT_MS)
+            page.on("pageerror", lambda e: page_errors.append(str(e)))
+            page.goto(server + "/", timeout=WAIT_MS)
+            main = page.locator('[data-testid="stMain"]')
+            page.locator('[data-testid="stSidebar"]').get_by_text("Sample explorer", exact=True).click()
+            page.get_by_role("heading", name="Sample explorer").wait_for()
+            expect(main.get_by_text(f"{n} of {n} samples match the filters")).to_be_visible()
+
+            main.locator('[data-testid="stRadio"]').filter(has_text="Clean prediction").get_by_text(
+                "misclassified", exact=True).click()
+            expect(main.get_by_text(f"{len(wrong)} of {n} samples match the filters")).to_be_visible()
+            expect(main.get_by_role("combobox", name="Sample", exact=True)).to_have_value(
+                dash.sample_option(audit, wrong[0]))
+
+            main.locator('[data-testid="stRadio"]').filter(has_text="Clean prediction").get_by_text(
+                "all", exact=True).click()
+            thumb = main.locator('[data-testid="stSlider"]').filter(has_text="ε").get_by_role("slider")
+            thumb.focus()
+            page.keyboard.press("Home")  # eps 0
+            page.keyboard.press("ArrowRight")  # the smallest positive eps
+            main.locator('[data-testid="stRadio"]').filter(has_text="At ε").get_by_text("broken", exact=True).click()
+            expect(main.get_by_text(f"{len(broken)} of {n} samples match the filters")).to_be_visible()
+            main.locator('[data-testid="stAlert"]').filter(has_text=f"at ε={eps:g}").first.wait_for()
+            page.wait_for_timeout(1000)  # let plotly finish drawing before the screenshot
+            assert page.locator('[data-testid="stException"]').count() == 0
+            page.screenshot(path=str(artifacts_dir / "dashboard-filters.png"))
         finally:
             browser.close()
     assert page_errors == []
