@@ -1,19 +1,26 @@
 """The Streamlit dashboard's logic: loading, data shaping per view, live recomputation, launch.
 
 The dashboard reads results through :class:`~auditkit.results.AuditResult` (DESIGN.md §1) and
-may re-run small computations live on a loaded model (at most :data:`LIVE_MAX_SAMPLES` samples).
+may re-run small computations live on a loaded model (at most :data:`LIVE_MAX_SAMPLES` samples,
+or any one test index; per-sample confidences for the explorer's filter). Headline figures come
+from :func:`auditkit.summary.summarize`; comparisons only subtract or pair what it and the
+per-sample records hold.
 The user interface is :mod:`auditkit.dashboard_app` (a Streamlit script); everything here is
 plain Python that tests call directly. Every chart is built by :mod:`auditkit.report.charts`
 (the dashboard's own, such as :func:`~auditkit.report.charts.curve_overlay`, live there too);
 this module only shapes the data they are given.
 
 Safety: models are loaded with :func:`auditkit.loading.load_model` and never with
-``trust_pickle``; the server binds ``127.0.0.1`` unless a host is passed explicitly.
+``trust_pickle``; the server binds ``127.0.0.1`` unless a host is passed explicitly. A results
+file (possibly uploaded: anybody's text) cannot make the dashboard read a server path: the model
+file and data spec its provenance names are only followed inside :func:`allowed_roots` (the
+folders of the results files given at start, the zoo reports folder, the zoo, ``--allow-dir``
+folders, the session's upload folder); other paths must be typed by the user in live mode.
 
 Results files reach the app as script arguments (``streamlit run app.py -- RESULTS... [--zoo]``)
 or through the environment (``AUDITKIT_DASHBOARD_RESULTS``, paths separated by ``os.pathsep``;
-``AUDITKIT_DASHBOARD_ZOO=1``; ``AUDITKIT_DASHBOARD_REPORTS`` the zoo reports folder), which is
-how tests drive Streamlit's ``AppTest``.
+``AUDITKIT_DASHBOARD_ZOO=1``; ``AUDITKIT_DASHBOARD_REPORTS`` the zoo reports folder;
+``AUDITKIT_DASHBOARD_ALLOW`` extra allowed folders), which is how tests drive Streamlit's ``AppTest``.
 """
 
 from __future__ import annotations

@@ -3,9 +3,17 @@
 Run it with ``auditkit dashboard RESULTS.json ... [--zoo]`` (which calls
 :func:`auditkit.dashboard.launch`) or ``streamlit run apps/dashboard/app.py -- RESULTS.json``.
 Views: Overview (headline metrics with intervals, findings, robustness curves of every loaded
-audit, baselines, gradient-masking checklist), Audit details (every section's charts), Sample
-explorer (attributions and adversarial examples per sample), Live (recompute attributions and
-attacks on at most 8 samples of a safely loaded model) and Zoo (the zoo's reports; quick scans).
+audit, baselines, gradient-masking checklist), Audit details (every section's charts; defenses,
+baselines and other sections as the HTML report draws them; the whole report on request),
+Sample explorer (every test sample, filtered by clean correctness, robustness at an ε under one
+attack or the worst case, true class and confidence; attributions and adversarial examples per
+sample; any sample recomputed in Live mode), Compare (new / fixed / unchanged findings, headline
+differences and paired per-sample robustness of two audits), Live (recompute attributions and
+attacks on the audit's explained samples or any one test index of a safely loaded model, on
+the audit's data or a typed data spec) and Zoo (the zoo's reports; quick scans).
+
+Model and data paths named by a results file are only followed inside the folders the
+dashboard was started with (:func:`auditkit.dashboard.allowed_roots`).
 """
 
 from __future__ import annotations
@@ -326,10 +334,10 @@ def view_details(audits: list[dash.Audit], args: dash.AppArgs) -> None:
             show_chart(charts.latent_importance(gan["latent"], "sections.gan.data.latent"), f"{k}-lat")
     # Defenses, baselines and any other section: the HTML report's own blocks (designed tables,
     # the same charts, details collapsed), not a data dump.
+    # The iframe carries the section's own title, findings and takeaway, as in report.html.
     native = {"performance", "attributions", "explanation-quality", "robustness", "gan"}
     for name in summary_order(a):
         if name not in native:
-            st.header(dash_titles().get(name, name))
             report_block(a, name, f"{k}-report-{name}")
     if a.result.provenance.timings:
         st.header("Timings")
@@ -349,12 +357,6 @@ def summary_order(a: dash.Audit) -> list[str]:
     from auditkit.summary import display_order
 
     return [n for n in display_order(a.result) if a.result.sections[n].status == "ok"]
-
-
-def dash_titles() -> dict[str, str]:
-    from auditkit.summary import TITLES
-
-    return TITLES
 
 
 def report_block(a: dash.Audit, section: str, key: str) -> None:

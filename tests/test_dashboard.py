@@ -794,6 +794,16 @@ def test_uploaded_results_naming_etc_passwd_are_not_followed(results, monkeypatc
     warnings = texts(at.warning)
     assert any("/etc/passwd is not inside the folders" in w for w in warnings), warnings
     assert not [b for b in at.button if b.key == "live_run"], "no model was loaded, so nothing can be recomputed"
+    # The zoo's model is inside the allowed folders; the recorded data spec still is not.
+    doc["provenance"]["model_path"] = str(zoo_model_path("cnn-digits"))
+    at.file_uploader(key="upload_results").set_value([("evil.json", json.dumps(doc).encode(), "application/json")])
+    at.run()
+    assert not at.exception
+    errors = texts(at.error)
+    assert len(errors) == 1 and "names /etc/passwd, outside the folders" in errors[0], errors
+    at.text_input(key="live_data_spec").input("digits").run()  # typed by the user: used as given
+    assert_clean(at)
+    assert at.button(key="live_run")
 
 
 def test_launch_and_arguments_carry_allowed_folders(results, monkeypatch, tmp_path):
@@ -909,7 +919,6 @@ def test_details_show_the_report_blocks(results, monkeypatch):
     assert_clean(at)
     frames = at.get("iframe")
     assert len(frames) == 1 and 'id="sec-baselines"' in frames[0].proto.srcdoc
-    assert "Baseline comparison" in texts(at.header)
     assert not at.json or all("baselines" not in str(j.value)[:200] for j in at.json)
     at.toggle(key="details-fraud-mlp-whole").set_value(True).run()
     assert_clean(at)
