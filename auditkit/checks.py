@@ -120,15 +120,6 @@ def unregister_check(name: str) -> None:
     _CHECKS.pop(name, None)
 
 
-def all_checks() -> dict[str, type[Check]]:
-    """Deprecated: use :func:`auditkit.builtin_checks.all_checks`. Kept while
-    ``auditkit.policy`` and ``auditkit.dashboard_app`` still call it (declared in
-    tests/test_architecture.py; remove both then)."""
-    from auditkit.builtin_checks import all_checks as builtin
-
-    return builtin()
-
-
 def iter_batches(n: int, batch_size: int) -> Iterator[slice]:
     for start in range(0, n, batch_size):
         yield slice(start, min(n, start + batch_size))

@@ -286,12 +286,16 @@ def dashboard_cmd(
     port: int = typer.Option(8501, "--port"),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (default loopback only)."),
     reports_dir: Optional[Path] = typer.Option(None, "--reports-dir", help="Where --zoo finds reports (default reports/)."),
+    allow_dir: Optional[list[Path]] = typer.Option(
+        None, "--allow-dir", help="A folder whose model and data files a results file may name (repeatable); "
+                                  "besides the results' own folders, the reports folder and the zoo."),
     debug: bool = typer.Option(False, "--debug"),
 ) -> None:
     """Explore audits in a browser (Streamlit), bound to 127.0.0.1 unless --host says otherwise."""
     from auditkit.dashboard import launch
 
-    raise typer.Exit(launch(list(results or []), zoo=zoo, port=port, host=host, reports_dir=reports_dir))
+    raise typer.Exit(launch(list(results or []), zoo=zoo, port=port, host=host, reports_dir=reports_dir,
+                            allow_dirs=list(allow_dir or [])))
 
 
 def _print_summary(result, path: Path) -> None:  # type: ignore[no-untyped-def]

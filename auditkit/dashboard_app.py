@@ -882,7 +882,7 @@ def view_compare(audits: list[dash.Audit], args: dash.AppArgs) -> None:
 
 
 def view_zoo(audits: list[dash.Audit], args: dash.AppArgs) -> None:
-    from auditkit.checks import all_checks
+    from auditkit.builtin_checks import all_checks
     from auditkit.zoo import artifact_path, list_models
 
     st.title("Model zoo")

@@ -78,9 +78,6 @@ DECLARED: dict[tuple[str, str], str] = {
     ("auditkit.generative.check", "auditkit.zoo"):
         "a GAN's samples are judged by the zoo classifier of its reference dataset "
         "(generative.check.JUDGES: digits -> cnn-digits)",
-    ("auditkit.checks", "auditkit.builtin_checks"):
-        "transitional: auditkit.checks.all_checks() forwards to builtin_checks.all_checks() while "
-        "auditkit.policy and auditkit.dashboard_app still call it; remove both then",
 }
 
 
