@@ -64,6 +64,8 @@ def classification_report(logits: np.ndarray, y: np.ndarray, class_names: list[s
         "calibration": calibration(probs, y),
         "predictions": pred.tolist(),
         "labels": y.tolist(),
+        # Top-class probability per sample, 4 decimals: the dashboard filters samples by it.
+        "confidences": np.round(probs.max(1), 4).tolist(),
     }
     if positive_index is not None:
         yb = (y == positive_index).astype(int)

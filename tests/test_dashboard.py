@@ -7,6 +7,7 @@ browser test). Results reach the app through ``AUDITKIT_DASHBOARD_RESULTS``, as 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pathlib
@@ -613,7 +614,8 @@ def test_confidence_filter_with_live_confidences(results):
     from auditkit.loading import load_model
 
     audit = _audit(results["cnn-digits"])
-    assert dash.stored_confidences(audit) is None  # the results keep predictions, not confidences
+    stored = dash.stored_confidences(audit)  # the scan keeps each sample's top-class probability
+    assert stored is not None and len(stored) == len(audit.result.sections["performance"].data["labels"])
     model = load_model(zoo_model_path("cnn-digits"), device="cpu")
     data = dash.live_data(model, None, audit.result.provenance.data_spec, dash.allowed_roots())
     assert dash.same_test_split(audit, data)
@@ -625,6 +627,11 @@ def test_confidence_filter_with_live_confidences(results):
     unsure = dash.filter_samples(audit, dash.FilterSpec(confidence=(0.0, 0.9)), conf)
     assert [r.test_index for r in unsure] == [i for i, c in enumerate(conf) if c <= 0.9]
     assert unsure and len(unsure) < len(conf)
+    # The stored confidences are the live ones (4 decimals), so both filter the same samples.
+    assert stored == pytest.approx(conf, abs=1e-4)
+    older = copy.deepcopy(audit.result)
+    older.sections["performance"].data.pop("confidences")  # results written before they were kept
+    assert dash.stored_confidences(dash.make_audits([("x", None, older)])[0]) is None
 
 
 def test_tabular_filter_reads_the_evasions(results, tmp_path):

@@ -53,7 +53,8 @@ class OperatingPoint(Strict):
 
 class PerformanceData(Strict):
     """Clean performance on the whole test split. ``predictions``/``labels`` are per test
-    sample (``[N]`` class indices), so that a gate can pair two results sample by sample."""
+    sample (``[N]`` class indices), so that a gate can pair two results sample by sample;
+    ``confidences`` the top-class probability per sample (``[N]``, absent in older results)."""
 
     accuracy: Proportion
     per_class: list[ClassFigures]
@@ -62,6 +63,7 @@ class PerformanceData(Strict):
     calibration: Calibration
     predictions: list[int]
     labels: list[int]
+    confidences: list[float] | None = None
     subsets: dict[str, Proportion] = {}
     positive_class: str | None = None
     prevalence: float | None = None
