@@ -37,7 +37,7 @@ from auditkit.report.markdown import (
     model_title,
 )
 from auditkit.results import SEVERITIES, AuditResult, Section
-from auditkit.sections import NORM_LABELS, DefensesData
+from auditkit.sections import NORM_LABELS, BaselinesData, DefensesData
 from auditkit.sections.explanation_quality import (
     BEATS_RANDOM_RULE,
     RHO_ABS_LABEL,
@@ -1054,7 +1054,63 @@ def _defenses(d: dict[str, Any], ctx: _Ctx) -> list[Block]:
     return blocks
 
 
+def _estimate(e: Any, kind: str) -> str:
+    """An estimate with its interval in the summary's formatting (``"0.362 (0.293–0.417)"``)."""
+    if e is None or e.value is None:
+        return "—"
+    ci = format_interval(e.ci_low, e.ci_high, kind)  # type: ignore[arg-type]
+    return format_value(e.value, kind) + (f" ({ci})" if ci else "")  # type: ignore[arg-type]
+
+
+def _baselines(d: dict[str, Any], ctx: _Ctx) -> list[Block]:
+    """Baselines: one designed comparison table (the network first, then each baseline on the
+    same test split: primary metric, accuracy, the paired test against the network, calibration,
+    agreement of feature importances, size), the verdict, then the setups and raw figures."""
+    data = BaselinesData.model_validate(d)
+    metric = data.primary_metric
+    metric_label = {"pr_auc": "PR-AUC", "accuracy": "accuracy"}[metric]
+    metric_kind = "score" if metric == "pr_auc" else "proportion"
+    rows = []
+    for name, m in [("network (audited)", data.network), *data.baselines.items()]:
+        q = m.quality
+        test = q.pr_auc_vs_network if metric == "pr_auc" and q.pr_auc_vs_network is not None else q.vs_network
+        winner = m.winner(metric)
+        if winner is None:
+            outcome: Any = "—"
+        else:
+            status = {"network": "pass", "tie": "warn", "baseline": "fail"}[winner]
+            text = {"network": "network better", "tie": "tie", "baseline": "baseline better"}[winner]
+            p = getattr(test, "p_value", None)
+            outcome = _badge(status, text + (f" (p = {p:.2g})" if p is not None else ""))
+        spearman = (m.interpretability or {}).get("spearman_with_network")
+        rows.append([name, _estimate(m.primary(metric), metric_kind),
+                     _estimate(q.accuracy, "proportion") if metric != "accuracy" else "",
+                     outcome,
+                     "—" if m.calibration is None else f"{m.calibration.ece:.3f}",
+                     "—" if spearman is None else f"{spearman:.2f}",
+                     "—" if m.cost is None else f"{m.cost.parameters:,}"])
+    columns = ["model", f"{metric_label} (95% CI)", "accuracy (95% CI)", f"on {metric_label} vs the network",
+               "ECE", "importance agreement (Spearman ρ)", "learned parameters"]
+    if metric == "accuracy":
+        columns.pop(2)
+        rows = [r[:2] + r[3:] for r in rows]
+    table = _table(columns, rows, caption=f"Every model on the same {data.n_test} test samples of {data.dataset} "
+                   f"(trained on {data.n_train}); the paired test decides who is better on {metric_label}.",
+                   source=ctx.src("baselines"))
+    table["lead"] = True
+    blocks: list[Block] = [table, _note(data.verdict)]
+    for title, key, value in (("Robustness setup", "robustness_setup", data.robustness_setup),
+                              ("Interpretability setup", "interpretability_setup", data.interpretability_setup)):
+        if value:
+            blocks.append(_heading(title))
+            blocks.append(_kv([(k, v if _is_scalar(v) else json.dumps(v)) for k, v in value.items()
+                               if k != "sample_index"], ctx.src(key)))
+    blocks.append(_json_block("every baseline figure, as recorded", d, ctx.src()))
+    return blocks
+
+
 BUILDERS: dict[str, Callable[[dict[str, Any], _Ctx], list[Block]]] = {
+    "baselines": _baselines,
     "defenses": _defenses,
     "performance": _performance,
     "attributions": _attributions,
