@@ -91,3 +91,31 @@ def test_report_renders_in_chromium(name: str, zoo_results: dict[str, AuditResul
     assert problems == []
     external = [u for u in requests if not u.startswith(("file:", "data:", "blob:"))]
     assert external == [], "the report must not touch the network"
+
+
+COMMITTED = sorted((Path(__file__).resolve().parents[1] / "reports").glob("*/report.html"))
+
+
+@pytest.mark.parametrize("html_path", COMMITTED, ids=[p.parent.name for p in COMMITTED])
+def test_committed_reports_open_with_the_decision_first(html_path: Path, browser) -> None:  # noqa: F811
+    """The zoo's committed reports (``make reports``) as a reader gets them: at most 1.5 MB, no
+    console errors, every chart drawn, the verdict and the top finding within the first 1,000 px."""
+    assert html_path.stat().st_size <= 1_500_000, html_path.stat().st_size
+    result = AuditResult.read(html_path.parent / "results.json")  # validates against the typed models
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    try:
+        page.goto(html_path.as_uri())
+        page.wait_for_function("() => document.body.getAttribute('data-charts') === 'drawn'", timeout=60_000)
+        top = page.evaluate("""() => {
+            const v = document.querySelector('.verdict'), f = document.querySelector('#sec-summary li.finding');
+            return {verdict: v && v.getBoundingClientRect().bottom, cls: v && v.className,
+                    finding: f && f.getBoundingClientRect().top}}""")
+    finally:
+        page.close()
+    assert problems == []
+    assert top["verdict"] is not None and top["verdict"] < 1000 and f"verdict-{result.verdict.status}" in top["cls"]
+    if result.findings:
+        assert top["finding"] is not None and top["finding"] < 1000, top
