@@ -231,11 +231,18 @@ def test_gate_junit_leaves_the_scans_junit_alone(tmp_path: Path, good_results: P
 
 # --------------------------------------------------------------------------- Ctrl-C
 
+def _sigint_as_in_a_terminal() -> None:
+    # A job started in the background of a non-interactive shell inherits SIGINT ignored, and
+    # so would this scan: give it the default disposition a terminal user's process has.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _popen_scan(out: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "auditkit.cli", "scan", str(zoo_model_path("cnn-digits")),
                              "--out", str(out), "--budget", "quick", "--samples", "32", "--threads", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                            preexec_fn=_sigint_as_in_a_terminal)
 
 
 def test_ctrl_c_during_start_up(tmp_path: Path) -> None:
