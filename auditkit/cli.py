@@ -325,8 +325,11 @@ def _print_summary(result, path: Path) -> None:  # type: ignore[no-untyped-def]
         out.print(f"  {escape(s.masking.statement)}", soft_wrap=True)
     for f in s.findings:
         colour = {"high": "red", "medium": "yellow", "low": "cyan"}[f.severity]
-        out.print(f"[{colour}]{f.severity}[/] {escape(one_line(f.title))} — {escape(one_line(f.evidence))}",
+        about = "" if f.subject == "model" else f" (about the {f.subject})"
+        out.print(f"[{colour}]{f.severity}[/]{about} {escape(one_line(f.title))} — {escape(one_line(f.evidence))}",
                   soft_wrap=True)
+        if f.action and f.severity != "low":
+            out.print(f"    what to do: {escape(one_line(f.action))}", soft_wrap=True)
     out.print(escape(f"results: {one_line(path)}"), soft_wrap=True)
 
 
