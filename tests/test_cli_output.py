@@ -43,6 +43,8 @@ def test_text_summary_honours_no_color_and_bad_format_is_refused(tmp_path: Path)
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stdout + proc.stderr
     assert "verdict: " in proc.stdout
+    # fraud-mlp's high minority-recall finding comes with its next step.
+    assert "high Catches only" in proc.stdout and "what to do: " in proc.stdout
     bad = run_cli("scan", str(zoo_model_path("fraud-mlp")), "--out", str(tmp_path / "b"), "--format", "yaml")
     assert bad.returncode == 2 and "--format must be text or json" in bad.stderr
     assert not (tmp_path / "b").exists()
