@@ -42,6 +42,7 @@ import streamlit as st
 
 from auditkit.report.charts import finite_float
 from auditkit.errors import DashboardError  # noqa: F401  (re-exported)
+from auditkit.metrics import broken_at
 from auditkit.results import SEVERITIES, AuditResult, ResultsError
 from auditkit.sections import CurvePoint, Estimate, PayloadError, RobustnessData, middle_positive
 from auditkit.summary import Headline, MaskingSummary, format_interval, format_value, summarize
@@ -757,7 +758,7 @@ def _judge(tm: dict[str, Any], row: int, eps: float, attack: str | None) -> tupl
         found, by = finite_float(_at(rec.get("min_norm"), row)), _at(rec.get("broken_by"), row)
     else:
         found, by = finite_float(_at(((rec.get("per_attack") or {}).get(attack) or {}).get("min_norm"), row)), attack
-    broken = (not correct) or (found is not None and found <= (eps + tol if eps > 0 else 0.0))
+    broken = (not correct) or (found is not None and bool(broken_at(found, eps, tol)))
     return correct, found, by, broken
 
 
@@ -1147,7 +1148,7 @@ def live_attack(model: "AuditModel", x: "torch.Tensor", y: "torch.Tensor", attac
         clean, adv = x[i].cpu().numpy(), out.x_adv[i].cpu().numpy()
         items.append({
             "index": i, "label": int(y[i]), "clean_pred": int(clean_pred[i]), "adv_pred": int(adv_pred[i]),
-            "found": found, "success": found and (n <= eps + tol if eps > 0 else n == 0.0),
+            "found": found, "success": found and bool(broken_at(n, eps, tol)),
             "eps": eps, "norm": n, "attack": attack, "shape": list(clean.shape),
             "clean": clean.round(4).tolist(), "adversarial": adv.round(4).tolist(),
             "perturbation": (adv - clean).round(4).tolist(),

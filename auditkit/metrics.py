@@ -1,7 +1,9 @@
-"""Metrics that the performance check and the baselines share: softmax and calibration.
+"""Metrics shared across layers: softmax and calibration (the performance check and the
+baselines), and :func:`broken_at`, the one rule by which a sample counts as broken at an eps
+(the attack ensemble, the baselines, the gate and the dashboard).
 
-A leaf (NumPy only): :mod:`auditkit.performance` and :mod:`auditkit.baselines` both import it,
-so that the algorithms never import a check module.
+A leaf (NumPy only), so that the algorithms never import a check module and the gate and the
+dashboard never import torch to count robust samples.
 """
 
 from __future__ import annotations
@@ -37,3 +39,11 @@ def calibration(probs: np.ndarray, y: np.ndarray, n_bins: int = 10) -> dict[str,
         ece += m.mean() * abs(acc - cf)
         bins.append({"lo": edges[b], "hi": edges[b + 1], "n": int(m.sum()), "confidence": cf, "accuracy": acc})
     return {"ece": float(ece), "n_bins": n_bins, "bins": bins}
+
+
+def broken_at(norms: np.ndarray | float, eps: float, tol: float) -> np.ndarray:
+    """bool: an adversarial point of norm ``<= eps`` was found (``norms`` inf where none).
+
+    At ``eps > 0`` norms up to ``eps + tol`` count (float rounding of ``x + delta``); at
+    ``eps = 0`` only a zero norm does, i.e. the sample is misclassified as it is."""
+    return np.asarray(norms) <= (eps + tol if eps > 0 else 0.0)

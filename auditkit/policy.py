@@ -95,6 +95,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
     import tomli as tomllib  # type: ignore[no-redef]
 
 from auditkit.errors import BaselineResultsError as BaselineError, PolicyError  # noqa: F401  (re-exported)
+from auditkit.metrics import broken_at
 from auditkit.results import AuditResult, ResultsError, load_result
 from auditkit.sections import PayloadError, RobustnessData
 from auditkit.stats import mcnemar_exact
@@ -1018,8 +1019,7 @@ def robust_indicator(threat_model: dict[str, Any], eps: float) -> np.ndarray:
     correct = np.asarray(rec["clean_correct"], bool)
     norms = np.array([np.inf if v is None else float(v) for v in rec["min_norm"]])
     tol = float(threat_model.get("tolerance") or 0.0)
-    broken = norms <= (eps + tol if eps > 0 else 0.0)
-    return correct & ~broken
+    return correct & ~broken_at(norms, eps, tol)
 
 
 def _robust_regression(cur: dict[str, Any], base: dict[str, Any], reg: RegressionPolicy,

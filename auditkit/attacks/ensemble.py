@@ -39,6 +39,7 @@ from auditkit.attacks.registry import (
     list_attacks,
     norm_tolerance,
 )
+from auditkit.metrics import broken_at  # the one counting rule (also read by the gate and dashboard)
 from auditkit.results import to_jsonable
 from auditkit.stats import wilson_interval
 
@@ -227,14 +228,6 @@ class EnsembleResult:
             "fine_curve": self.fine_curve(),
             "gallery": self.gallery,
         })
-
-
-def broken_at(norms: np.ndarray, eps: float, tol: float) -> np.ndarray:
-    """bool: an adversarial point of norm ``<= eps`` was found (``norms`` inf where none).
-
-    At ``eps > 0`` norms up to ``eps + tol`` count (float rounding of ``x + delta``); at
-    ``eps = 0`` only a zero norm does, i.e. the sample is misclassified as it is."""
-    return norms <= (eps + tol if eps > 0 else 0.0)
 
 
 def _point(eps: float, robust: int, n: int, missing: list[str]) -> dict[str, Any]:

@@ -30,9 +30,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import Tensor, nn
 
 from auditkit.attacks.common import eval_mode, is_adversarial, norm_of
-from auditkit.attacks.ensemble import broken_at
 from auditkit.card import FeatureSpec
-from auditkit.metrics import calibration
+from auditkit.metrics import broken_at, calibration
 from auditkit.stats import bootstrap_ci, mcnemar_exact, proportion
 
 ALPHA = 0.05  # significance level of the paired tests
