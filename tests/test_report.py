@@ -95,6 +95,15 @@ def _plotly_js() -> str:
     return plotly_bundle()[1]
 
 
+@functools.lru_cache(maxsize=1)
+def _embedded_plotly_code() -> str:
+    """The plotly.js source a page unpacks: the embedded bundle, base64-decoded and gunzipped."""
+    import base64
+    import gzip
+
+    return gzip.decompress(base64.b64decode(_plotly_js())).decode()
+
+
 def resolve(doc: Any, path: str) -> Any:
     """The value at a report source path such as ``sections.x.data.curve[3].eps``."""
     for part in path.split("."):
@@ -140,15 +149,12 @@ def test_html_is_self_contained_with_every_section(name: str, zoo_html: dict[str
 def test_the_embedded_plotly_js_is_the_version_python_writes_for() -> None:
     """The page carries the plotly.js that the ``plotly`` package's figure JSON is written for,
     as the vendored cartesian bundle (every trace type the reports use), compressed."""
-    import base64
-    import gzip
-
     from plotly.offline import get_plotlyjs_version
 
     from auditkit.report.html import plotly_bundle
 
-    version, packed = plotly_bundle()
-    code = gzip.decompress(base64.b64decode(packed)).decode()
+    version = plotly_bundle()[0]
+    code = _embedded_plotly_code()
     assert version == get_plotlyjs_version() and f"plotly.js (cartesian - minified) v{version}" in code[:300]
     assert "window.Plotly = Plotly" in code
     # every trace type the report builders use is registered in this bundle
@@ -164,13 +170,7 @@ def test_every_figure_names_a_json_path_that_exists(name: str, zoo_results: dict
     figs = figures(html)
     n_meta = int(re.search(r'<meta name="auditkit-figures" content="(\d+)">', html).group(1))
     assert len(figs) == n_meta == html.count('class="chart"') >= 3
-    import base64
-    import gzip
-
-    from auditkit.report.html import plotly_bundle
-
-    code = gzip.decompress(base64.b64decode(plotly_bundle()[1])).decode()
-    bundled = set(re.findall(r'moduleType:"trace",name:"([a-z0-9]+)"', code))
+    bundled = set(re.findall(r'moduleType:"trace",name:"([a-z0-9]+)"', _embedded_plotly_code()))
     for fig_id, spec, source in figs:
         assert spec["data"], fig_id
         assert {t.get("type", "scatter") for t in spec["data"]} <= bundled, fig_id  # drawable offline

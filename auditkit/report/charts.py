@@ -498,8 +498,9 @@ def timings(t: dict[str, float], source: str) -> Chart:
 
 
 def curve_chart(series: dict[str, tuple[list[Any], list[Any], list[Any] | None, list[Any] | None]], x_title: str,
-                caption: str, source: str) -> Chart:
-    """Lines ``{name: (xs, ys, ci_low or None, ci_high or None)}``, each with its shaded interval."""
+                caption: str, source: str, y_title: str | None = None) -> Chart:
+    """Lines ``{name: (xs, ys, ci_low or None, ci_high or None)}``, each with its shaded interval;
+    the y axis titled ``y_title`` when given."""
     fig = go.Figure()
     proportions = True
     for i, (name, (xs, ys, lo, hi)) in enumerate(series.items()):
@@ -515,9 +516,11 @@ def curve_chart(series: dict[str, tuple[list[Any], list[Any], list[Any] | None, 
                                  line={"color": colour}))
         proportions &= all(isinstance(v, (int, float)) and 0 <= v <= 1
                            for v in list(ys) + list(lo or []) + list(hi or []) if v is not None)
+    yaxis: dict[str, Any] = {"range": [-0.02, 1.02]} if proportions else {}
+    if y_title:
+        yaxis["title"] = {"text": y_title}
     fig.update_layout(height=320, legend=_legend_top(), margin={"l": 60, "r": 20, "t": 40, "b": 50},
-                      xaxis={"title": {"text": x_title}},
-                      yaxis={"range": [-0.02, 1.02]} if proportions else {})
+                      xaxis={"title": {"text": x_title}}, yaxis=yaxis)
     return Chart(_spec(fig), caption, source, 320)
 
 

@@ -48,6 +48,7 @@ from auditkit.sections.robustness import Masking, NormBallThreatModel
 from auditkit.summary import (
     TITLES,
     AuditSummary,
+    Headline,
     SectionSummary,
     display_order,
     format_interval,
@@ -887,6 +888,13 @@ def _card_blocks(card: dict[str, Any]) -> list[Block]:
     return blocks
 
 
+def _metrics(heads: list[Headline]) -> Block:
+    """Headline figures as metric cards, each with its interval, n, note and evidence path."""
+    return {"kind": "metrics", "items": [
+        {"label": h.label, "value": h.display, "ci": f"95% CI {h.ci_display}" if h.ci_display else "",
+         "n": "" if h.n is None else f"n = {h.n}", "note": h.note, "source": h.evidence} for h in heads]}
+
+
 def _summary_blocks(result: AuditResult, gate_decision: Any, order: list[str], summary: AuditSummary) -> list[Block]:
     blocks: list[Block] = []
     v = summary.verdict
@@ -894,9 +902,7 @@ def _summary_blocks(result: AuditResult, gate_decision: Any, order: list[str], s
                    "meaning": VERDICT_MEANING[v.status], "reasons": list(v.reasons), "source": "verdict"})
     heads = summary.headlines()
     if heads:
-        blocks.append({"kind": "metrics", "items": [
-            {"label": h.label, "value": h.display, "ci": f"95% CI {h.ci_display}" if h.ci_display else "",
-             "n": "" if h.n is None else f"n = {h.n}", "note": h.note, "source": h.evidence} for h in heads]})
+        blocks.append(_metrics(heads))
     if gate_decision is not None:
         rules = gate_rules(gate_decision)
         ok = gate_passed(gate_decision)
@@ -964,14 +970,6 @@ def _provenance_blocks(result: AuditResult, page: _Page) -> list[Block]:
 # --------------------------------------------------------------------------- page
 
 
-def _pct(p: Any) -> str:
-    """A proportion with its interval: ``"62.5% (45.3–77.1%)"``."""
-    if p is None or p.value is None:
-        return "—"
-    ci = format_interval(p.ci_low, p.ci_high, "proportion")
-    return format_value(p.value, "proportion") + (f" ({ci})" if ci else "")
-
-
 FIGURE_WORDS = {"robust": "robust accuracy", "certified": "certified accuracy", "evasion": "evasion rate"}
 
 
@@ -984,7 +982,7 @@ def _defenses(d: dict[str, Any], ctx: _Ctx) -> list[Block]:
     if heads:
         figures = {h.figure for h in heads.values()}
         y_title = FIGURE_WORDS[next(iter(figures))] if len(figures) == 1 else "accuracy under attack"
-        rows = [{"name": f"{name} ({h.x_symbol} {h.x:g})" if h.x_symbol != "cost ≤" else f"{name} (cost ≤ {h.x:g})",
+        rows = [{"name": f"{name} ({h.x_symbol} {h.x:g})",
                  "undefended": None if h.undefended is None else h.undefended.model_dump(),
                  "non_adaptive": None if h.non_adaptive is None else h.non_adaptive.model_dump(),
                  "adaptive": h.value.model_dump()} for name, h in heads.items()]
@@ -1002,11 +1000,11 @@ def _defenses(d: dict[str, Any], ctx: _Ctx) -> list[Block]:
             _badge("skipped") if entry.status != "ok" else
             _badge("pass" if entry.real_gain else "fail", "real gain" if entry.real_gain else "no real gain"),
             "—" if h is None else f"{FIGURE_WORDS[h.figure]} at {h.x_symbol} {h.x:g}",
-            "—" if h is None else _pct(h.value),
-            "—" if h is None else _pct(h.non_adaptive),
-            "—" if h is None else _pct(h.undefended),
+            "—" if h is None else _estimate(h.value, "proportion"),
+            "—" if h is None else _estimate(h.non_adaptive, "proportion"),
+            "—" if h is None else _estimate(h.undefended, "proportion"),
             "—" if over is None else f"{over.points:+.0f} points",
-            f"{_pct(entry.clean_accuracy)} vs {_pct(entry.undefended_clean_accuracy)}",
+            f"{_estimate(entry.clean_accuracy, 'proportion')} vs {_estimate(entry.undefended_clean_accuracy, 'proportion')}",
             cost,
         ])
     table = _table(["defense", "kind", "outcome", "figure", "adaptive attack", "non-adaptive", "undefended",
@@ -1029,14 +1027,12 @@ def _defenses(d: dict[str, Any], ctx: _Ctx) -> list[Block]:
             for key, label in (("undefended", "undefended"), ("non_adaptive", "non-adaptive"),
                                ("adaptive", "adaptive attack")):
                 ps = [getattr(p, key) for p in entry.curve]
-                series[label] = ([x for x in xs], [p.value for p in ps], [p.ci_low for p in ps],
+                series[label] = (xs, [p.value for p in ps], [p.ci_low for p in ps],
                                  [p.ci_high for p in ps])
-            chart = charts.curve_chart(series, x_title, f"{name}: {'evasion rate' if entry.tabular else 'robust accuracy'} "
-                                       "against the attack budget: undefended, and defended under a non-adaptive "
-                                       "and an adaptive evaluation (shaded: 95% intervals).",
-                                       ctx.src(f"defenses.{name}.curve"))
-            chart.spec["layout"].setdefault("yaxis", {})["title"] = {
-                "text": "evasion rate" if entry.tabular else "robust accuracy"}
+            y_title = "evasion rate" if entry.tabular else "robust accuracy"
+            chart = charts.curve_chart(series, x_title, f"{name}: {y_title} against the attack budget: undefended, "
+                                       "and defended under a non-adaptive and an adaptive evaluation (shaded: 95% "
+                                       "intervals).", ctx.src(f"defenses.{name}.curve"), y_title=y_title)
             blocks.append(ctx.page.figure(chart))
         if entry.certified:
             series = {"certified (smoothing)": ([c.radius for c in entry.certified],
@@ -1047,8 +1043,8 @@ def _defenses(d: dict[str, Any], ctx: _Ctx) -> list[Block]:
                 series["undefended, empirical (attack)"] = ([p.radius for p in e], [p.value for p in e],
                                                             [p.ci_low for p in e], [p.ci_high for p in e])
             chart = charts.curve_chart(series, "L2 radius", f"{name}: certified accuracy against the L2 radius "
-                                       "(shaded: 95% intervals).", ctx.src(f"defenses.{name}.certified"))
-            chart.spec["layout"].setdefault("yaxis", {})["title"] = {"text": "accuracy"}
+                                       "(shaded: 95% intervals).", ctx.src(f"defenses.{name}.certified"),
+                                       y_title="accuracy")
             blocks.append(ctx.page.figure(chart))
     blocks.append(_json_block("all defense figures, as recorded", d, ctx.src()))
     return blocks
@@ -1141,9 +1137,7 @@ def _lead_and_details(blocks: list[Block], sec: SectionSummary | None) -> list[B
     if sec is not None and sec.takeaway:
         lead.append(_note(sec.takeaway))
     if sec is not None and sec.headlines:
-        lead.append({"kind": "metrics", "items": [
-            {"label": h.label, "value": h.display, "ci": f"95% CI {h.ci_display}" if h.ci_display else "",
-             "n": "" if h.n is None else f"n = {h.n}", "note": h.note, "source": h.evidence} for h in sec.headlines]})
+        lead.append(_metrics(sec.headlines))
     if len(blocks) <= LEAD_MAX_BLOCKS:
         return lead + blocks
     marked = [b for b in blocks if b.get("lead")]
@@ -1251,10 +1245,10 @@ def render_html(result: AuditResult, gate_decision: Any = None) -> str:
     n_figures = sum(len(_figure_ids(v["blocks"])) for v in views)
     if n_figures != len(page.charts):  # every chart registered is placed exactly once
         raise RuntimeError(f"report: {len(page.charts)} charts built but {n_figures} placed")
+    plotly_version, plotly_gz_b64 = plotly_bundle()
     return _env().get_template("report.html.j2").render(
         title=model_title(result), task=card.get("task", ""), result=result, sections=views,
-        n_figures=n_figures, version=__version__, plotly_version=plotly_bundle()[0],
-        plotly_gz_b64=plotly_bundle()[1],
+        n_figures=n_figures, version=__version__, plotly_version=plotly_version, plotly_gz_b64=plotly_gz_b64,
         gate=None if gate_decision is None else gate_passed(gate_decision),
         fallbacks=page.fallbacks,
     )
