@@ -128,6 +128,9 @@ class EnsembleResult:
     per_attack: dict[str, dict[str, Any]]
     gallery: list[dict[str, Any]] = field(default_factory=list)
     eot: EOT | None = None
+    # The smallest adversarial point per sample (x where none), [N, ...] on the model's device:
+    # what the gallery is drawn from (``make_gallery``); not part of the JSON.
+    best_x: Tensor | None = field(default=None, repr=False)
 
     @property
     def errors(self) -> list[dict[str, Any]]:
@@ -502,12 +505,13 @@ def run_ensemble(
             }
         for name in names:
             per_attack[name]["n_smallest"] = sum(1 for b in best_by if b == name)
-        gallery = _gallery(module, x, best_x, labels, clean_pred, best, best_by, eps, tol, votes)
+        gallery = make_gallery(module, x, best_x, labels, clean_pred, best, best_by, eps, tol, votes)
 
     return EnsembleResult(
         norm=norm, epsilons=eps, budget=budget, attacks=names, bounds=(lo, hi), seed=seed,
         labels=labels, clean_pred=clean_pred, min_norm=best, broken_by=best_by,
         success=success, attack_norm=attack_norm, per_attack=per_attack, gallery=gallery, eot=eot,
+        best_x=best_x,
     )
 
 
@@ -527,7 +531,7 @@ def _sum_queries(q: Tensor | None, total: int | None) -> int | None:
     return (total or 0) + int(q.sum().item())
 
 
-def _gallery(
+def make_gallery(
     model: nn.Module, x: Tensor, best_x: Tensor, labels: np.ndarray, clean_pred: np.ndarray,
     best: np.ndarray, best_by: list[str | None], eps: list[float], tol: float, votes: int = 1,
 ) -> list[dict[str, Any]]:
