@@ -86,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|foolbox|captum)(\.|$)")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
     _written.clear()
+    from auditkit.distributed import env_rank_and_world
+
+    # Under torchrun every rank runs this; only rank 0 prints (and writes, see scan). The other
+    # ranks stay silent but for an internal error, which may be theirs alone.
+    rank = env_rank_and_world()[0]
+    out.quiet = err.quiet = rank > 0
     try:
         command = typer.main.get_command(app)
         code = command.main(args=args, prog_name="auditkit", standalone_mode=False)
@@ -122,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         where = "" if debug else " (re-run with --debug for the traceback, and please report it)"
-        _error_line("internal error", f"{type(exc).__name__}: {exc}{where}; {_left_behind()}")
+        err.quiet = False  # on any rank: it may be this rank's alone
+        _error_line(f"internal error{f' (rank {rank})' if rank else ''}",
+                    f"{type(exc).__name__}: {exc}{where}; {_left_behind()}")
         return EXIT_INTERNAL
 
 
@@ -173,18 +181,30 @@ def scan(
                                       "findings, gate, files)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Audit a model: writes OUT/results.json (and reports); exit 0 on success, 1 if --gate fails."""
+    """Audit a model: writes OUT/results.json (and reports); exit 0 on success, 1 if --gate fails.
+
+    Under torchrun (docs/distributed.md) the samples are sharded over the ranks; rank 0 writes
+    OUT, prints, gates and exits with the codes above; the other ranks write and print nothing
+    and exit 0 once the scan is done (or with the code of the error that stopped them)."""
+    from auditkit.distributed import env_rank_and_world
     from auditkit.files import REPORT_FILES, RESULTS_FILE, check_out_dir
 
     if output_format not in ("text", "json"):
         raise BadInputError(f"--format must be text or json, not {output_format!r}")
+    if env_rank_and_world()[0] > 0:  # a helper rank: its share of the scan, nothing else
+        from auditkit.scanning import scan as run_scan
+
+        run_scan(model, data, card=card, arch=arch, trust_pickle=trust_pickle, out=None, samples=samples,
+                 seed=seed, device=device, budget=budget,  # type: ignore[arg-type]
+                 only=_split(only), skip=_split(skip), defenses=_split(defense), threads=threads, progress=False,
+                 overrides=_overrides(task, bounds, eps, class_names, positive_class, preprocessing) or None)
+        return
 
     # Everything that can be refused is refused before the scan spends minutes.
     check_out_dir(out_dir, [RESULTS_FILE, "card.json", *(REPORT_FILES.values() if report else ())])
-    from auditkit.card import AuditCard, flag_overrides
+    from auditkit.card import AuditCard
 
-    overrides = flag_overrides(task=task, bounds=bounds, eps=eps, class_names=class_names,
-                               positive_class=positive_class, preprocessing=preprocessing)
+    overrides = _overrides(task, bounds, eps, class_names, positive_class, preprocessing)
     if card is not None:  # a bad card (with the flags applied) is refused before torch even loads
         AuditCard.read(card).updated(**overrides)
     from auditkit.scanning import scan as run_scan
@@ -224,6 +244,14 @@ def scan(
             raise typer.Exit(EXIT_INCOMPLETE)
         if not decision.passed:
             raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _overrides(task: Optional[str], bounds: Optional[str], eps: Optional[list[str]], class_names: Optional[str],
+               positive_class: Optional[str], preprocessing: Optional[str]) -> dict:  # type: ignore[type-arg]
+    from auditkit.card import flag_overrides
+
+    return flag_overrides(task=task, bounds=bounds, eps=eps, class_names=class_names,
+                          positive_class=positive_class, preprocessing=preprocessing)
 
 
 def _print_decision(decision) -> None:  # type: ignore[no-untyped-def]

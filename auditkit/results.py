@@ -130,6 +130,7 @@ class Provenance(BaseModel):
     started_at: str
     wall_seconds: float
     timings: dict[str, float] = Field(default_factory=dict)
+    world_size: int = Field(1, description="Processes the scan was sharded over (torchrun); 1 for a single process.")
 
 
 class AuditResult(BaseModel):

@@ -16,6 +16,7 @@ from auditkit.card import AuditCard
 from auditkit.builtin_checks import all_checks
 from auditkit.checks import Budget, Check, ScanConfig, ScanContext
 from auditkit.data import AuditData, load_data
+from auditkit.distributed import init_from_env, rank_and_world
 from auditkit.errors import BadInputError, DataError, ModelLoadError, ScanInputError, one_line
 from auditkit.inference import print_card, resolve
 from auditkit.loading import AuditModel, load_model
@@ -185,6 +186,11 @@ def scan(
     card is inferred from the model and the data (:mod:`auditkit.inference`); ``overrides``
     sets card fields (what the CLI's --task, --bounds, --eps... flags do). With ``out``, the
     card used is written to ``out/card.json`` and the result atomically to ``out/results.json``.
+
+    Launched by ``torchrun`` (``WORLD_SIZE`` > 1), the scan joins the process group and shards
+    the checks' per-sample work over the ranks (docs/distributed.md); every rank returns the
+    same result, equal to a single-process run's (timings and ``provenance.world_size`` aside),
+    and only rank 0 writes ``out`` and shows progress.
     """
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -208,6 +214,14 @@ def scan(
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     names = plan(None, config)  # --only/--skip typos are refused before the model loads
+    # Under torchrun: join the process group (gloo on CPU, NCCL with one GPU per rank). Every rank
+    # runs the whole scan; the per-sample work of the checks is sharded in units
+    # (auditkit.distributed.map_units) and gathered, so every rank builds the same result. Only
+    # rank 0 prints and writes.
+    device = init_from_env(device)
+    rank, world_size = rank_and_world()
+    if rank != 0:
+        progress, out = False, None
     # Model, data and card (given, overridden by flags, or inferred): one place for CLI and API.
     resolved = resolve(model, data, card=card, arch=arch, trust_pickle=trust_pickle, device=device,
                        overrides=overrides)
@@ -242,7 +256,7 @@ def scan(
         card_source=audit_model.card_source, card_fields=resolved.resolution.sources,
         card_notes=resolved.resolution.notes,
         config=config.as_dict(), seed=seed, device=str(audit_model.device), started_at=started_at,
-        wall_seconds=round(time.perf_counter() - started, 3), timings=timings,
+        wall_seconds=round(time.perf_counter() - started, 3), timings=timings, world_size=world_size,
     )
     verdict = decide(ctx.sections, findings, audit_model.card.task)
     result = AuditResult(verdict=verdict, provenance=prov, sections=ctx.sections, findings=findings)

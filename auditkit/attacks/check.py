@@ -1,7 +1,9 @@
 """The scan's ``robustness`` check: the threat model that fits the task, attacked in earnest.
 
 - images: the worst-case ensemble per norm (Linf, L2) over the card's epsilons, with per-sample
-  records and the whole curve, then the gradient-masking checklist. The forward pass is probed
+  records and the whole curve, run in units of samples (``attacks.sharded``: sharded over
+  torch.distributed ranks under torchrun, merged records), then the gradient-masking checklist
+  (on the merged records, on every rank). The forward pass is probed
   first (``masking.forward_determinism``); a randomised model is attacked under the EOT protocol
   (AutoAttack's rand version, ``ensemble.EOT_BUDGETS``) and reported by a finding. An attack that
   raises is recorded under that attack and marks the section incomplete (the curve points it
@@ -92,8 +94,9 @@ class Robustness(Check):
         return {n: sorted({0.0, *map(float, source[n])}) for n in NORMS if source.get(n)}
 
     def _images(self, ctx: ScanContext) -> tuple[dict[str, Any], list[Finding]]:
-        from auditkit.attacks.ensemble import eot_protocol, run_ensemble
+        from auditkit.attacks.ensemble import eot_protocol
         from auditkit.attacks.masking import forward_determinism, masking_checks
+        from auditkit.attacks.sharded import run_ensemble_sharded
 
         card, module = ctx.model.card, ctx.model.module
         bounds = card.bounds or (0.0, 1.0)
@@ -119,8 +122,11 @@ class Robustness(Check):
             if norm not in epsilons:
                 out["skipped"][norm] = "no epsilons for this norm in the card, policy or flags"
                 continue
-            result = run_ensemble(module, x, y, norm, epsilons[norm], budget=budget, bounds=bounds,
-                                  seed=ctx.config.seed, batch_size=ctx.config.batch_size, track=ctx.track, eot=eot)
+            # Unit by unit (sharded over ranks under torchrun), merged: the same records on one
+            # process and on N; the masking checks below then run on every rank alike.
+            result = run_ensemble_sharded(module, x, y, norm, epsilons[norm], budget=budget, bounds=bounds,
+                                          seed=ctx.config.seed, batch_size=ctx.config.batch_size,
+                                          track=ctx.track, eot=eot)
             ensembles[norm] = result
             out["threat_models"][norm] = result.to_dict()
             if eot is not None:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from auditkit.checks import Check, ScanContext, register_check
+from auditkit.distributed import map_units, unit_size
 from auditkit.explain.methods import METHODS, attribute, available_methods, gallery, global_importance
 from auditkit.explain.quality import (
     deletion_insertion,
@@ -78,19 +79,29 @@ def explain_attributions(ctx: ScanContext) -> tuple[dict[str, torch.Tensor], dic
     ``explanation-quality`` run alone (``--only explanation-quality``) computes the very same
     ones, so its figures equal a full scan's. Each attribution is seeded and draws from a private
     RNG (:func:`auditkit.explain.methods.attribute`), so the order of checks does not matter.
+    They are computed in units of samples (:func:`auditkit.distributed.map_units`, each seeded
+    from the scan seed and its first row), sharded over the ranks of a torchrun scan.
     """
     if "attributions" in ctx.cache and "attribution_status" in ctx.cache:
         return ctx.cache["attributions"], ctx.cache["attribution_status"]
     card, module = ctx.model.card, ctx.model.module
     inputs = explain_inputs(ctx)
     status = available_methods(card, module, ctx.model.eager)
-    attributions: dict[str, torch.Tensor] = {}
-    for name in ctx.track(list(status), desc="attributions"):
-        if status[name]:
-            continue
-        attr = attribute(name, module, inputs["x"], inputs["target"], card, baseline=inputs["baseline"],
-                         seed=ctx.config.seed)
-        attributions[name] = attr.detach().cpu()
+    names = [name for name in status if not status[name]]
+    x, target, baseline = inputs["x"], inputs["target"], inputs["baseline"]
+    n = len(x)
+
+    def one_unit(k: int, rows: slice) -> dict[str, torch.Tensor]:
+        # Seeded by the unit's first row, as attribute() seeds its own chunks by offset.
+        return {name: attribute(name, module, x[rows], target[rows], card,
+                                baseline=None if baseline is None else baseline[rows],
+                                seed=ctx.config.seed + rows.start).detach().cpu()
+                for name in names}
+
+    # Unit by unit (sharded over ranks under torchrun): the same attributions on one process and on N.
+    units = map_units(one_unit, n, unit_size(n, ctx.config.batch_size), seed=ctx.config.seed) if n else []
+    attributions: dict[str, torch.Tensor] = {name: torch.cat([u[name] for u in units]) for name in names} \
+        if units else {}
     ctx.cache["attributions"], ctx.cache["attribution_status"] = attributions, status
     return attributions, status
 
