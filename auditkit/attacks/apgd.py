@@ -157,11 +157,13 @@ def _apgd_run(
     rho: float,
     eot_iter: int,
     gen: torch.Generator,
+    start: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One APGD run on a batch of still-robust samples.
 
     Args:
         x: ``[B, ...]`` clean inputs; y: ``[B]`` labels; target: ``[B]`` targets or None.
+        start: ``[B, ...]`` warm-start points (see :func:`_starts`) or None: random starts.
 
     Returns:
         ``x_out [B, ...]`` (the fooling point, or the highest-loss point for the others),
@@ -193,7 +195,7 @@ def _apgd_run(
             for key in s:
                 s[key] = s[key][keep]
 
-    s["cur"] = proj.random_start(x, gen)
+    s["cur"] = proj.random_start(x, gen) if start is None else start
     loss, s["grad"], logits, newly = forward(s["cur"])
     s["margin"] = margin_loss(logits, s["y"])
     s["prev"] = s["cur"]
@@ -253,6 +255,25 @@ def _apgd_run(
     return x_out, fooled, margin_out
 
 
+def _starts(proj: _Projector, x: Tensor, x_init: Tensor | None, gen: torch.Generator) -> Tensor | None:
+    """Warm-start points ``[N, ...]``: ``x_init`` projected into the eps-ball and the box, and
+    a random start (as without warm start) for the rows where ``x_init`` equals ``x`` (nothing
+    to start from). None when ``x_init`` is None.
+
+    A warm start is a point some earlier attack found adversarial at a larger radius (the
+    ensemble's smallest adversarial point so far, e.g. FMN's): projected onto a smaller ball it
+    usually lies close to the decision boundary in the direction that crossed it, where a
+    random start has to find that direction first (the idea of warm starts across an eps grid;
+    cf. A3's adaptive initial directions, Liu et al. 2022)."""
+    if x_init is None:
+        return None
+    if x_init.shape != x.shape:
+        raise ValueError(f"x_init must have the shape of x {list(x.shape)}, got {list(x_init.shape)}")
+    random = proj.random_start(x, gen)
+    has = (x_init != x).flatten(1).any(dim=1)
+    return torch.where(_view(has, x), proj(x_init.detach().to(x.dtype), x), random)
+
+
 def _check_common(norm: str, n_iter: int, n_restarts: int, rho: float, seed: int, eot_iter: int) -> str:
     norm = check_norm(norm)
     check_positive_int("n_iter", n_iter)
@@ -304,7 +325,8 @@ class APGD:
         return self._loss(logits, y)
 
     def run(
-        self, model: nn.Module, x: Tensor, y: Tensor, eps: float, bounds: tuple[float, float] = (0.0, 1.0)
+        self, model: nn.Module, x: Tensor, y: Tensor, eps: float, bounds: tuple[float, float] = (0.0, 1.0),
+        x_init: Tensor | None = None,
     ) -> AttackOutput:
         """Attack ``model`` on ``x`` with labels ``y`` within the ``eps``-ball and ``bounds``.
 
@@ -315,6 +337,8 @@ class APGD:
             y: ``[N]`` integer true labels.
             eps: radius of the threat model, in input units (``>= 0``).
             bounds: ``(low, high)`` valid input range.
+            x_init: ``[N, ...]`` warm-start points for the first restart (projected into the
+                ball; rows equal to ``x`` start at random), or None: random starts.
 
         Returns:
             AttackOutput with ``x_adv [N, ...]``, ``success`` bool ``[N]``, ``queries=None``.
@@ -326,12 +350,14 @@ class APGD:
         with eval_mode(model):
             _, clean_fooled = _clean_logits(model, x, y, self.eot_iter)
             x_adv, success, best = _init_outputs(x, clean_fooled)
-            for _ in range(self.n_restarts):
+            starts = _starts(proj, x, x_init, gen)
+            for r in range(self.n_restarts):
                 idx = (~success).nonzero().squeeze(1)
                 if idx.numel() == 0:
                     break
                 xo, fo, mo = _apgd_run(
-                    model, x[idx], y[idx], None, self._loss_fn, proj, self.n_iter, self.rho, self.eot_iter, gen
+                    model, x[idx], y[idx], None, self._loss_fn, proj, self.n_iter, self.rho, self.eot_iter, gen,
+                    starts[idx] if starts is not None and r == 0 else None,
                 )
                 _merge(x_adv, success, best, idx, xo, fo, mo)
             success = is_adversarial(model, x_adv, y, votes=self.eot_iter)
@@ -387,9 +413,14 @@ class APGDTargeted:
         return dlr_targeted_loss(logits, y, target)
 
     def run(
-        self, model: nn.Module, x: Tensor, y: Tensor, eps: float, bounds: tuple[float, float] = (0.0, 1.0)
+        self, model: nn.Module, x: Tensor, y: Tensor, eps: float, bounds: tuple[float, float] = (0.0, 1.0),
+        x_init: Tensor | None = None,
     ) -> AttackOutput:
-        """Attack as ``APGD.run`` does (same arguments and output), with targeted runs."""
+        """Attack as ``APGD.run`` does (same arguments and output), with targeted runs.
+
+        With ``x_init``, every target's first run starts from the warm-start point and the
+        targets are ranked by the logits there (for a point found adversarial at a larger
+        radius, the class it reached comes first), instead of the clean logits."""
         eps, lo, hi = check_inputs(x, y, eps, bounds)
         x = x.detach()
         proj = _Projector(self.norm, eps, lo, hi)
@@ -399,13 +430,18 @@ class APGDTargeted:
             n_classes = clean_logits.shape[1]
             if n_classes < 2:
                 raise ValueError("APGD-T needs a model with at least 2 classes")
-            # Non-true classes ranked by clean logit, highest first: [N, C - 1].
-            others = clean_logits.masked_fill(
+            starts = _starts(proj, x, x_init, gen)
+            rank_logits = clean_logits
+            if starts is not None and self.eot_iter == 1:
+                with torch.no_grad():
+                    rank_logits = model(starts)
+            # Non-true classes ranked by logit (clean, or at the warm start), highest first: [N, C - 1].
+            others = rank_logits.masked_fill(
                 torch.nn.functional.one_hot(y, n_classes).bool(), float("-inf")
             ).argsort(dim=1, descending=True)[:, : n_classes - 1]
             x_adv, success, best = _init_outputs(x, clean_fooled)
             for t in range(min(self.n_target_classes, n_classes - 1)):
-                for _ in range(self.n_restarts):
+                for r in range(self.n_restarts):
                     idx = (~success).nonzero().squeeze(1)
                     if idx.numel() == 0:
                         break
@@ -413,6 +449,7 @@ class APGDTargeted:
                     xo, fo, mo = _apgd_run(
                         model, x[idx], y[idx], others[idx, t], self._loss_fn, proj,
                         n_iter, self.rho, self.eot_iter, gen,
+                        starts[idx] if starts is not None and r == 0 else None,
                     )
                     _merge(x_adv, success, best, idx, xo, fo, mo)
             success = is_adversarial(model, x_adv, y, votes=self.eot_iter)

@@ -78,6 +78,10 @@ EOT_BUDGETS: dict[str, EOT] = {
     "thorough": EOT(samples=20, votes=50),
 }
 
+# Budgets whose fixed-eps attacks start from the smallest adversarial point found so far
+# (projected into the eps-ball) instead of at random, where there is one (AttackSpec.warm_start).
+WARM_START: dict[str, bool] = {"quick": False, "standard": False, "thorough": False}
+
 FINE_POINTS = 50  # points of the fine curve, from 0 to the largest eps
 GALLERY_SIZE = 6
 ERROR = -2  # success code of a (sample, eps) an attack should have covered but raised on
@@ -369,6 +373,7 @@ def run_ensemble(
     n, k_eps = len(x), len(eps)
     votes = eot.votes if eot is not None else 1
     run_kw: dict[str, Any] = {"budget": budget, "batch_size": batch_size, "eot": eot}
+    warm_start = WARM_START[budget] and eot is None
 
     with eval_mode(module):
         counter = CountingModel(module).eval()
@@ -411,9 +416,10 @@ def run_ensemble(
                 for s0 in range(0, rows.size, batch_size):
                     part = rows[s0 : s0 + batch_size]
                     idx = torch.as_tensor(part, device=x.device)
+                    warm = {"x_init": best_x[idx]} if warm_start and spec.warm_start and e is not None else {}
                     try:
                         out = spec.run(counter, x[idx], y[idx], None if e is None else [e], (lo, hi), seed + s0,
-                                       **run_kw)[0]
+                                       **run_kw, **warm)[0]
                     except Exception as exc:  # noqa: BLE001  (recorded; the curve says it is incomplete)
                         errors.append({"eps": e, "n_samples": int(part.size), "samples": part.tolist(),
                                        "error": describe_error(exc)})

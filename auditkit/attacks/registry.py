@@ -78,6 +78,8 @@ class AttackSpec:
         budgets: settings passed to the runner per budget (steps, restarts, queries, ...).
         eot_capable: the runner takes ``eot_iter`` (Expectation over Transformation): under
             an :class:`EOT` protocol it averages ``eot_iter`` passes per gradient step.
+        warm_start: the runner takes ``x_init`` (fixed-eps attacks): points to start from,
+            projected into each eps-ball (see :meth:`run`).
     """
 
     name: str
@@ -89,6 +91,7 @@ class AttackSpec:
     budgets: dict[str, dict[str, Any]]
     runner: Runner = field(repr=False)
     eot_capable: bool = False
+    warm_start: bool = False
 
     def settings(self, budget: str, eot: EOT | None = None) -> dict[str, Any]:
         """The runner settings for ``budget``; ValueError for an unknown budget.
@@ -115,6 +118,7 @@ class AttackSpec:
         budget: str = "standard",
         batch_size: int = 256,
         eot: EOT | None = None,
+        x_init: Tensor | None = None,
     ) -> list[AttackOutput]:
         """Attack ``model`` on ``x`` (``[N, ...]`` inside ``bounds``) with labels ``y`` (``[N]``).
 
@@ -151,7 +155,7 @@ class AttackSpec:
         with eval_mode(model), frozen_parameters(model):
             if self.kind == "min-norm":
                 return [self._run_min_norm(model, x, y, (lo, hi), seed, settings, batch_size, votes)]
-            return self._run_fixed(model, x, y, eps_values, (lo, hi), seed, settings, batch_size, tol, votes)
+            return self._run_fixed(model, x, y, eps_values, (lo, hi), seed, settings, batch_size, tol, votes, x_init)
 
     def _run_min_norm(
         self, model: nn.Module, x: Tensor, y: Tensor, bounds: tuple[float, float], seed: int,
@@ -175,6 +179,7 @@ class AttackSpec:
     def _run_fixed(
         self, model: nn.Module, x: Tensor, y: Tensor, eps_values: list[float], bounds: tuple[float, float],
         seed: int, settings: dict[str, Any], batch_size: int, tol: float, votes: int = 1,
+        x_init: Tensor | None = None,
     ) -> list[AttackOutput]:
         order = sorted(range(len(eps_values)), key=lambda k: eps_values[k])
         x_adv = x.clone()
@@ -186,7 +191,8 @@ class AttackSpec:
             todo = (~success).nonzero().squeeze(1) if eps > 0 else success.new_zeros(0).long()
             for start in range(0, len(todo), batch_size):
                 rows = todo[start : start + batch_size]
-                pts, q = self.runner(model, x[rows], y[rows], eps, bounds, seed + start, **settings)
+                warm = {} if x_init is None else {"x_init": x_init[rows]}
+                pts, q = self.runner(model, x[rows], y[rows], eps, bounds, seed + start, **settings, **warm)
                 pts = pts.detach().to(x.dtype).clamp(*bounds)
                 inside = norm_of(pts - x[rows], self.norm) <= eps + tol
                 ok = is_adversarial(model, pts, y[rows], votes) & inside
@@ -432,7 +438,7 @@ def _native(kind: str, norm: str, **fixed: Any) -> Runner:
     """Runner of auditkit's APGD / APGD-T / Square (fixed-eps, torch-native)."""
 
     def run(model: nn.Module, x: Tensor, y: Tensor, eps: float | None, bounds: tuple[float, float],
-            seed: int, **settings: Any) -> tuple[Tensor, Tensor | None]:
+            seed: int, x_init: Tensor | None = None, **settings: Any) -> tuple[Tensor, Tensor | None]:
         from auditkit.attacks.apgd import APGD, APGDTargeted
         from auditkit.attacks.square import SquareAttack
 
@@ -442,7 +448,7 @@ def _native(kind: str, norm: str, **fixed: Any) -> Runner:
             attack = APGDTargeted(norm=norm, seed=seed, **fixed, **settings)
         else:
             attack = SquareAttack(norm=norm, seed=seed, **fixed, **settings)
-        out = attack.run(model, x, y, float(eps), bounds)
+        out = attack.run(model, x, y, float(eps), bounds, x_init=x_init)
         return out.x_adv, out.queries
 
     return run
@@ -517,17 +523,19 @@ def _register_builtins() -> None:
         register_attack(AttackSpec(
             f"apgd-ce-{norm}", "fixed-eps", norm, "gradient", "auditkit",
             "APGD, cross-entropy loss, step-size free (Croce & Hein 2020)", apgd, _native("apgd", norm, loss="ce"),
-            eot_capable=True))
+            eot_capable=True, warm_start=True))
         register_attack(AttackSpec(
             f"apgd-dlr-{norm}", "fixed-eps", norm, "gradient", "auditkit",
-            "APGD, DLR margin loss (Croce & Hein 2020)", apgd, _native("apgd", norm, loss="dlr"), eot_capable=True))
+            "APGD, DLR margin loss (Croce & Hein 2020)", apgd, _native("apgd", norm, loss="dlr"), eot_capable=True,
+            warm_start=True))
         register_attack(AttackSpec(
             f"apgd-t-{norm}", "fixed-eps", norm, "gradient", "auditkit",
             "APGD-T: targeted DLR towards the top other classes (Croce & Hein 2020)", apgd_t, _native("apgd-t", norm),
-            eot_capable=True))
+            eot_capable=True, warm_start=True))
         register_attack(AttackSpec(
             f"square-{norm}", "fixed-eps", norm, "score-based", "auditkit",
-            "Square Attack: score-based random search (Andriushchenko et al. 2020)", square, _native("square", norm)))
+            "Square Attack: score-based random search (Andriushchenko et al. 2020)", square, _native("square", norm),
+            warm_start=True))
 
 
 _register_builtins()

@@ -217,7 +217,8 @@ class SquareAttack:
         self.n_queries, self.p_init, self.n_restarts, self.seed = n_queries, float(p_init), n_restarts, seed
 
     def run(
-        self, model: nn.Module, x: Tensor, y: Tensor, eps: float, bounds: tuple[float, float] = (0.0, 1.0)
+        self, model: nn.Module, x: Tensor, y: Tensor, eps: float, bounds: tuple[float, float] = (0.0, 1.0),
+        x_init: Tensor | None = None,
     ) -> AttackOutput:
         """Attack ``model`` on ``x`` with labels ``y`` within the ``eps``-ball and ``bounds``.
 
@@ -228,6 +229,9 @@ class SquareAttack:
             y: ``[N]`` integer true labels.
             eps: radius of the threat model, in input units (``>= 0``).
             bounds: ``(low, high)`` valid input range.
+            x_init: Linf only: ``[N, ...]`` warm-start points for the first restart (their
+                perturbation clamped to ``+-eps``; rows equal to ``x`` start from stripes), or
+                None. Ignored for L2, whose proposals assume the paper's start.
 
         Returns:
             AttackOutput with ``x_adv [N, ...]`` (fooling point, or the lowest-margin point
@@ -239,6 +243,9 @@ class SquareAttack:
         n = x.shape[0]
         gen = make_generator(self.seed, x.device)
         layout = _Layout(x.shape)
+        if x_init is not None and x_init.shape != x.shape:
+            raise ValueError(f"x_init must have the shape of x {list(x.shape)}, got {list(x_init.shape)}")
+        warm = x_init is not None and self.norm == "linf"
         with torch.no_grad(), eval_mode(model):
             clean_logits = model(x)
             check_labels(clean_logits, y)
@@ -246,11 +253,12 @@ class SquareAttack:
             success = clean_logits.argmax(dim=1) != y
             x_adv = x.clone()
             best = torch.full((n,), float("-inf"), dtype=x.dtype, device=x.device)
-            for _ in range(self.n_restarts):
+            for r in range(self.n_restarts):
                 idx = (~success).nonzero().squeeze(1)
                 if idx.numel() == 0:
                     break
-                xo, fo, mo, q = self._run_once(model, x[idx], y[idx], eps, lo, hi, layout, gen)
+                init = x_init[idx].detach().to(x.dtype) if warm and r == 0 else None  # type: ignore[index]
+                xo, fo, mo, q = self._run_once(model, x[idx], y[idx], eps, lo, hi, layout, gen, init)
                 take = fo | (mo > best[idx])
                 x_adv[idx[take]] = xo[take]
                 best[idx[take]] = mo[take]
@@ -269,8 +277,10 @@ class SquareAttack:
         hi: float,
         layout: _Layout,
         gen: torch.Generator,
+        x_init: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One restart on still-robust samples ``x [B, ...]``.
+        """One restart on still-robust samples ``x [B, ...]`` (Linf: from ``x_init`` where it
+        differs from ``x``, see :meth:`run`).
 
         Returns ``x_out [B, ...]`` (fooling point or lowest-margin point), ``fooled [B]``,
         ``margin [B]`` (``margin_loss`` at ``x_out``) and ``queries [B]`` spent.
@@ -289,6 +299,10 @@ class SquareAttack:
         xv = x.reshape(b, c, f)
         if self.norm == "linf":
             start = xv + eps * layout.linf_init(b, gen, dev, dt)
+            if x_init is not None:
+                iv = x_init.reshape(b, c, f)
+                has = (iv != xv).flatten(1).any(dim=1).view(-1, 1, 1)
+                start = torch.where(has, xv + (iv - xv).clamp(-eps, eps), start)
         else:
             direction = layout.l2_init(b, gen, dev, dt)
             start = xv + project(direction * (eps / direction.flatten(1).norm(dim=1).clamp_min(1e-12)).view(-1, 1, 1), "l2", eps)
