@@ -58,7 +58,8 @@ def measured(check, ctx):
 
 scanning._run_check = measured
 t = time.perf_counter()
-r = auditkit.scan({path!r}, {data!r}, arch={arch!r}, samples={samples}, budget={budget!r}, progress=False)
+r = auditkit.scan({path!r}, {data!r}, arch={arch!r}, samples={samples}, budget={budget!r}, only={only!r},
+                  progress=False)
 out["wall_s"] = time.perf_counter() - t
 for k, v in r.sections.items():
     if k in checks:
@@ -80,9 +81,10 @@ def model_source(model: str) -> tuple[str, str | None, str | None]:
     return str(REPO / "zoo" / model / "model.pt"), None, None
 
 
-def bench_scan(model: str, budget: str, samples: int, threads: int) -> dict:
+def bench_scan(model: str, budget: str, samples: int, threads: int, only: list[str] | None = None) -> dict:
     path, data, arch = model_source(model)
-    code = SCAN_ONE.format(threads=threads, path=path, data=data, arch=arch, samples=samples, budget=budget)
+    code = SCAN_ONE.format(threads=threads, path=path, data=data, arch=arch, samples=samples, budget=budget,
+                           only=only)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else f"exit {proc.returncode}"}
@@ -137,6 +139,7 @@ def main() -> None:
     ap.add_argument("--resnet-samples", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ig-samples", type=int, default=256, help="0 skips the IG comparison")
+    ap.add_argument("--only", help="comma-separated checks to run (default: all)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
 
@@ -144,7 +147,7 @@ def main() -> None:
     for model in args.models.split(","):
         for budget in args.budgets.split(","):
             samples = args.resnet_samples if model == "resnet16" else args.samples
-            r = bench_scan(model, budget, samples, args.threads)
+            r = bench_scan(model, budget, samples, args.threads, args.only.split(",") if args.only else None)
             rows.append({"model": model, "budget": budget, "samples": samples, **r})
             if "error" in r:
                 print(f"{model} {budget} {samples}: error: {r['error']}", flush=True)

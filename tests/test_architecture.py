@@ -46,7 +46,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # ``auditkit`` itself only holds __version__ and lazy exports (no static import; rule below).
     ("foundation", ("auditkit.errors", "auditkit.results", "auditkit.sections", "auditkit.summary",
                     "auditkit.verdict", "auditkit.stats", "auditkit.files", "auditkit.metrics",
-                    "auditkit.progress", "auditkit.distributed")),
+                    "auditkit.progress", "auditkit.distributed", "auditkit.resources")),
     ("card", ("auditkit.card", "auditkit.safety")),
     # What goes into a scan: data, registered architectures, the training loop, safe loading,
     # card inference.

@@ -59,6 +59,8 @@ from captum.attr import (
 from torch import Tensor, nn
 
 from auditkit.card import AuditCard
+from auditkit.distributed import map_units, rank_and_world
+from auditkit.resources import batch_size_for
 
 IMAGE, TEXT, TABULAR = "image-classification", "text-classification", "tabular-classification"
 ALL_TASKS = (IMAGE, TEXT, TABULAR)
@@ -99,6 +101,7 @@ class Chunk:
     card: AuditCard
     n_steps: int
     return_delta: bool
+    internal_batch_size: int | None = None  # IG: path points per pass when one sample's n_steps exceed the budget
 
 
 Result = tuple[Tensor, "Tensor | None"]  # (attributions, convergence delta or None)
@@ -127,7 +130,10 @@ class MethodSpec:
     - ``not_applicable``: the reason shown for a task outside ``tasks`` (``{task}`` filled in);
     - ``noisy``: draws noise of scale ``chunk.scale`` (seeded); ``references``: needs
       GradientSHAP-style reference draws; ``has_delta``: returns a convergence delta;
-    - ``quality``: which explanation-quality tests (:data:`QUALITY_TESTS`) evaluate it.
+    - ``quality``: which explanation-quality tests (:data:`QUALITY_TESTS`) evaluate it;
+    - ``rows_per_sample(n_steps)``: input rows one sample expands to inside the method (IG's
+      path points, SmoothGrad's noisy copies), so that :func:`attribute` sizes its chunks to the
+      memory budget (:func:`auditkit.resources.batch_size_for`).
     """
 
     name: str
@@ -145,6 +151,7 @@ class MethodSpec:
     references: bool = False
     has_delta: bool = False
     quality: frozenset[str] = frozenset()
+    rows_per_sample: Callable[[int], int] = lambda n_steps: 1
 
 
 # ----------------------------------------------------------------------------- availability
@@ -486,14 +493,16 @@ def _text(spec: MethodSpec, c: Chunk) -> Result:
 
 def _ig_dense(c: Chunk) -> Result:
     out = IntegratedGradients(c.module).attribute(
-        c.x, baselines=c.baseline, target=c.target, n_steps=c.n_steps, return_convergence_delta=c.return_delta
+        c.x, baselines=c.baseline, target=c.target, n_steps=c.n_steps, return_convergence_delta=c.return_delta,
+        internal_batch_size=c.internal_batch_size,
     )
     return (out[0], out[1]) if c.return_delta else (out, None)
 
 
 def _ig_encoded(c: Chunk, enc: _EncodedModel, z: Tensor, zb: Tensor) -> Result:
     out = IntegratedGradients(enc).attribute(
-        z, baselines=zb, target=c.target, n_steps=c.n_steps, return_convergence_delta=c.return_delta
+        z, baselines=zb, target=c.target, n_steps=c.n_steps, return_convergence_delta=c.return_delta,
+        internal_batch_size=c.internal_batch_size,
     )
     # The per-feature sum keeps sum(attr), so captum's delta is the raw model's delta too.
     return (out[0], out[1]) if c.return_delta else (out, None)
@@ -502,7 +511,7 @@ def _ig_encoded(c: Chunk, enc: _EncodedModel, z: Tensor, zb: Tensor) -> Result:
 def _ig_text(c: Chunk, wrapped: _TokenModel, layer: nn.Embedding) -> Result:
     out = LayerIntegratedGradients(wrapped, layer).attribute(
         c.x, baselines=c.baseline, target=c.target, additional_forward_args=(c.x,), n_steps=c.n_steps,
-        return_convergence_delta=c.return_delta,
+        return_convergence_delta=c.return_delta, internal_batch_size=c.internal_batch_size,
     )
     return (out[0], out[1]) if c.return_delta else (out, None)
 
@@ -636,6 +645,7 @@ METHODS: dict[str, MethodSpec] = {
             "black image; tabular training mean (else zeros clipped to each feature's range); "
             "text: layer IG on the embeddings with the pad token's embedding as baseline." + ENCODED_NOTE,
             dense=_ig_dense, encoded=_ig_encoded, text=_ig_text, has_delta=True, quality=_ALL_QUALITY,
+            rows_per_sample=lambda n_steps: n_steps,
         ),
         MethodSpec(
             "smoothgrad", "SmoothGrad", ALL_TASKS, False,
@@ -646,7 +656,7 @@ METHODS: dict[str, MethodSpec] = {
             "(text, noise added to the embeddings). Seeded." + ENCODED_NOTE + " There the noise is "
             "added to the raw features before encoding; categorical codes get none.",
             dense=_smoothgrad_dense, encoded=_smoothgrad_encoded, text=_smoothgrad_text, noisy=True,
-            quality=frozenset({"randomisation"}),
+            quality=frozenset({"randomisation"}), rows_per_sample=lambda n_steps: NT_SAMPLES,
         ),
         MethodSpec(
             "gradcam", "Grad-CAM", (IMAGE,), True,
@@ -667,7 +677,7 @@ METHODS: dict[str, MethodSpec] = {
             "set to its baseline value; text: one token at a time replaced by the unk token. "
             "Needs only forward passes.",
             dense=_occlusion_dense, text=_occlusion_text, text_on_embeddings=False,
-            quality=frozenset({"deletion-insertion"}),
+            quality=frozenset({"deletion-insertion"}), rows_per_sample=lambda n_steps: 16,
         ),
         MethodSpec(
             "deeplift", "DeepLIFT", ALL_TASKS, True,
@@ -679,7 +689,7 @@ METHODS: dict[str, MethodSpec] = {
             encoded=lambda c, enc, z, zb: (DeepLift(enc).attribute(z, baselines=zb, target=c.target), None),
             text=lambda c, wrapped, layer: (LayerDeepLift(wrapped, layer).attribute(
                 c.x, baselines=c.baseline, target=c.target, additional_forward_args=(c.x,)), None),
-            requires=_deeplift_requires,
+            requires=_deeplift_requires, rows_per_sample=lambda n_steps: 2,  # input and baseline in one pass
         ),
         MethodSpec(
             "gradient-shap", "GradientSHAP", ALL_TASKS, False,
@@ -692,7 +702,7 @@ METHODS: dict[str, MethodSpec] = {
                 c.x, baselines=c.references, n_samples=NT_SAMPLES, stdevs=0.0, target=c.target), None),
             encoded=lambda c, enc, z, zb: (GradientShap(enc).attribute(
                 z, baselines=enc.encode(c.references), n_samples=NT_SAMPLES, stdevs=0.0, target=c.target), None),
-            text=_gradient_shap_text, noisy=True, references=True,
+            text=_gradient_shap_text, noisy=True, references=True, rows_per_sample=lambda n_steps: NT_SAMPLES,
         ),
         MethodSpec(
             "guided-backprop", "Guided backpropagation", (IMAGE,), True,
@@ -752,9 +762,14 @@ def attribute(
         n_steps: integration steps of ``ig``.
         baseline: reference input, one ``[*input_shape]`` or one per sample ``[N, ...]``
             (token ids for text); defaults are in the module docstring.
-        seed: seeds the noise of ``smoothgrad`` and ``gradient-shap`` (each chunk ``i`` of
-            ``batch_size`` samples uses ``seed + i * batch_size``); the global RNG is untouched.
-        batch_size: samples per captum call (memory bound).
+        seed: seeds the noise of ``smoothgrad`` and ``gradient-shap`` (the chunk starting at
+            sample ``s`` uses ``seed + s``); the global RNG is untouched.
+        batch_size: the most samples per captum call. Fewer when the method's expanded rows
+            (``MethodSpec.rows_per_sample``: IG's ``n_steps`` path points, SmoothGrad's noisy
+            copies) would exceed the memory budget (:func:`auditkit.resources.batch_size_for`:
+            measured per model and input shape, not per machine, so the chunks, and with them
+            the noisy methods' draws, are the same wherever the call runs); IG splits even one
+            sample's path points into passes that fit.
         return_delta: ``ig`` only: also return captum's convergence delta ``[N]``,
             ``sum(attr) - (f(x) - f(baseline))`` in logit units.
 
@@ -783,24 +798,39 @@ def attribute(
             )
             scale = scale.masked_fill(categorical, 0.0)
 
-    attrs: list[Tensor] = []
-    deltas: list[Tensor] = []
+    n = x.shape[0]
+    rows = max(1, spec.rows_per_sample(n_steps))
+    chunk_size, internal = batch_size, None
+    if n:
+        fit_rows = batch_size_for(module, x, rows_per_sample=1)  # input rows one pass may hold
+        chunk_size = max(1, min(batch_size, fit_rows // rows))
+        if rows > fit_rows and spec.has_delta:  # one sample's path points exceed the budget: split them
+            internal = fit_rows
+    sharded = rank_and_world()[1] > 1
+
     with _attribution_mode(module, x), _private_rng(x):
         ref = _reference_center(spec, module, base, card)
         refs = _references(ref, scale, card, seed) if ref is not None else ref
-        for start in range(0, x.shape[0], batch_size):
-            chunk = slice(start, start + batch_size)
+
+        def one_chunk(_k: int, chunk: slice) -> Result:
             # captum draws noise from torch's RNG and GradientShap's path points from NumPy's.
-            torch.manual_seed(seed + start)
-            np.random.seed(seed + start)
+            torch.manual_seed(seed + chunk.start)
+            np.random.seed((seed + chunk.start) % 2**32)
             a, d = run(spec, Chunk(module, x[chunk], target[chunk], base[chunk], refs, scale, card,
-                                   n_steps, return_delta))
-            attrs.append(a.detach().float())
-            if d is not None:
-                deltas.append(d.detach().float().reshape(-1))
-    out = torch.cat(attrs) if attrs else _empty(x, card)
+                                   n_steps, return_delta, internal))
+            a = a.detach().float()
+            d = None if d is None else d.detach().float().reshape(-1)
+            if sharded:  # exchanged between ranks (map_units pickles): CPU tensors
+                a, d = a.cpu(), None if d is None else d.cpu()
+            return a, d
+
+        # Chunk by chunk: only one chunk's expanded rows and autograd graph are alive at a time
+        # (and under torch.distributed, chunks are shared out between the ranks).
+        parts = map_units(one_chunk, n, chunk_size)
+    out = torch.cat([a for a, _ in parts]).to(x.device) if parts else _empty(x, card)
     if return_delta:
-        return out, (torch.cat(deltas) if deltas else torch.zeros(0, device=x.device))
+        deltas = [d for _, d in parts if d is not None]
+        return out, (torch.cat(deltas).to(x.device) if deltas else torch.zeros(0, device=x.device))
     return out
 
 

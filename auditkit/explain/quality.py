@@ -14,7 +14,13 @@ Five families (DESIGN.md §7):
 * :func:`tabular_ground_truth`, :func:`token_ground_truth` — agreement with the causes that the
   zoo's synthetic data knows about itself.
 
-Every function returns a plain JSON-able dict (floats, ints, bools, strings, lists). Rank
+Every function returns a plain JSON-able dict (floats, ints, bools, strings, lists). Memory is
+flat in the number of samples: each function works in units of :data:`UNIT` samples
+(:func:`auditkit.distributed.map_units`, shared out between the ranks of a torchrun scan), a unit
+returns per-sample records (NumPy), and the figures are aggregated from all units' records, so
+only one unit's intermediate tensors are alive at a time. Randomness is seeded per unit from
+``seed + first sample index`` (the convention of :func:`~auditkit.explain.methods.attribute`'s
+chunks): the same on one process and on N. Rank
 correlations, the cascading randomisation, the deletion/insertion curves and the ground-truth
 scores are written here by hand: captum has no cascading randomisation test, no
 deletion/insertion curves and no ground-truth metrics; Quantus has some of them but would add a
@@ -32,7 +38,9 @@ from scipy.stats import rankdata
 from torch import Tensor, nn
 
 from auditkit.card import AuditCard
+from auditkit.distributed import map_units
 from auditkit.explain.methods import attribute, available_methods
+from auditkit.resources import batch_size_for
 
 __all__ = [
     "deletion_insertion",
@@ -43,6 +51,8 @@ __all__ = [
     "token_ground_truth",
 ]
 
+
+UNIT = 32  # samples per unit: a constant, so that results do not depend on the process count
 
 # --------------------------------------------------------------------------- input checks
 
@@ -80,6 +90,14 @@ def _check_inputs(x: Tensor, target: Tensor, card: AuditCard) -> tuple[Tensor, T
     if card.num_classes and (target.min() < 0 or target.max() >= card.num_classes):
         raise ValueError(f"target holds class indices outside 0..{card.num_classes - 1}")
     return x, target.long()
+
+
+def _rows(t: Tensor | None, rows: slice, n: int) -> Tensor | None:
+    """Rows ``rows`` of a per-sample tensor ``[n, ...]``; anything else (None, one shared
+    baseline, a scalar) unchanged."""
+    if isinstance(t, Tensor) and t.dim() >= 1 and t.shape[0] == n and n > 1:
+        return t[rows]
+    return t
 
 
 def _pad_mask(x: Tensor, card: AuditCard) -> Tensor | None:
@@ -147,17 +165,26 @@ def ig_completeness(
         raise ValueError(f"need 2 <= start_steps <= max_steps; got {start_steps}, {max_steps}")
     if tol <= 0:
         raise ValueError(f"tol must be positive; got {tol}")
+    n = x.shape[0]
+
+    def relative_errors(steps: int) -> np.ndarray:
+        def unit(_k: int, rows: slice) -> np.ndarray:  # [n_unit] relative errors
+            with torch.enable_grad():
+                attr, delta = attribute(  # type: ignore[misc]
+                    "ig", module, x[rows], target[rows], card, n_steps=steps,
+                    baseline=_rows(baseline, rows, n), return_delta=True,
+                )
+            attr = attr.detach().double()
+            delta = delta.detach().double().reshape(-1)
+            total = attr.reshape(attr.shape[0], -1).sum(1) - delta  # f(x)_t - f(b)_t
+            return (delta.abs() / total.abs().clamp_min(1e-6)).cpu().numpy()
+
+        return np.concatenate(map_units(unit, n, UNIT))
+
     history: list[dict] = []
     steps = start_steps
     while True:
-        with torch.enable_grad():
-            attr, delta = attribute(  # type: ignore[misc]
-                "ig", module, x, target, card, n_steps=steps, baseline=baseline, return_delta=True
-            )
-        attr = attr.detach().double()
-        delta = delta.detach().double().reshape(-1)
-        total = attr.reshape(attr.shape[0], -1).sum(1) - delta  # f(x)_t - f(b)_t
-        rel = (delta.abs() / total.abs().clamp_min(1e-6)).cpu().numpy()
+        rel = relative_errors(steps)
         median, p95 = float(np.median(rel)), float(np.percentile(rel, 95))
         history.append({"n_steps": steps, "median": median, "p95": p95})
         if p95 < tol or steps * 2 > max_steps:
@@ -305,11 +332,11 @@ def randomisation_test(
         return {"layers": [], "n_samples": int(x.shape[0]), "threshold": threshold, "methods": {},
                 "skipped": skipped}
 
-    model = copy.deepcopy(module)
-    x = x.to(_device(model))
+    x = x.to(_device(module))
     target = target.to(x.device)
-    names = list(layers) if layers is not None else _layers_in_forward_order(model, x)[::-1]
-    known = dict(model.named_modules())
+    # On a copy: a model left in train mode would update its BatchNorm statistics in the probe.
+    names = list(layers) if layers is not None else _layers_in_forward_order(copy.deepcopy(module), x)[::-1]
+    known = dict(module.named_modules())
     for name in names:
         if name not in known:
             raise ValueError(
@@ -319,43 +346,61 @@ def randomisation_test(
         raise ValueError("the model has no layer with parameters to randomise")
 
     pad = _pad_mask(x, card)
-    valid = None if pad is None else (~pad).cpu().numpy()
+    image = card.task == "image-classification"
 
-    def maps() -> dict[str, np.ndarray]:
-        return {
-            m: _call_attribute(m, model, x, target, card, seed=seed, n_steps=n_steps)
-            .reshape(x.shape[0], -1)
-            .cpu()
-            .numpy()
-            for m in run
-        }
+    def unit(_k: int, rows: slice) -> dict[str, dict[str, np.ndarray]]:
+        """Per-sample similarities of one unit: ``{method: {"abs": [L, n], "raw": [L, n],
+        "input": [n] (images)}}`` for the ``L`` cascade steps."""
+        # A fresh copy of the trained model per unit: the cascade's re-initialisation is seeded
+        # per layer, so every unit sees the very same randomised models.
+        model = copy.deepcopy(module)
+        layers_of = dict(model.named_modules())
+        xs, ts = x[rows], target[rows]
+        valid = None if pad is None else (~pad[rows]).cpu().numpy()
 
-    original = maps()
-    cascade: dict[str, list[dict]] = {m: [] for m in run}
-    current = original
-    for i, name in enumerate(names):
-        _reinitialise(known[name], seed + i)
-        current = maps()
-        for m in run:
-            cascade[m].append(
-                {
-                    "layer": name,
-                    "spearman_abs": float(
-                        _rank_correlation(np.abs(original[m]), np.abs(current[m]), valid).mean()
-                    ),
-                    "spearman_raw": float(_rank_correlation(original[m], current[m], valid).mean()),
-                }
-            )
+        def maps() -> dict[str, np.ndarray]:
+            return {
+                m: _call_attribute(m, model, xs, ts, card, seed=seed + rows.start, n_steps=n_steps)
+                .reshape(xs.shape[0], -1)
+                .cpu()
+                .numpy()
+                for m in run
+            }
+
+        original = maps()
+        out = {m: {"abs": [], "raw": []} for m in run}
+        current = original
+        for i, name in enumerate(names):
+            _reinitialise(layers_of[name], seed + i)
+            current = maps()
+            for m in run:
+                out[m]["abs"].append(_rank_correlation(np.abs(original[m]), np.abs(current[m]), valid))
+                out[m]["raw"].append(_rank_correlation(original[m], current[m], valid))
+        result = {m: {"abs": np.stack(v["abs"]), "raw": np.stack(v["raw"])} for m, v in out.items()}
+        if image:
+            xa = np.abs(xs.reshape(xs.shape[0], -1).detach().cpu().numpy())
+            for m in run:
+                if current[m].shape == xa.shape:
+                    result[m]["input"] = _rank_correlation(np.abs(current[m]), xa)
+        return result
+
+    units = map_units(unit, x.shape[0], UNIT)
+    per_sample = {
+        m: {key: np.concatenate([u[m][key] for u in units], axis=-1) for key in units[0][m]} for m in run
+    }
+    cascade: dict[str, list[dict]] = {
+        m: [
+            {"layer": name, "spearman_abs": float(per_sample[m]["abs"][i].mean()),
+             "spearman_raw": float(per_sample[m]["raw"][i].mean())}
+            for i, name in enumerate(names)
+        ]
+        for m in run
+    }
 
     results: dict[str, dict] = {}
-    xa = None
-    if card.task == "image-classification":
-        xa = np.abs(x.reshape(x.shape[0], -1).detach().cpu().numpy())
     for m in run:
         final_abs, final_raw = cascade[m][-1]["spearman_abs"], cascade[m][-1]["spearman_raw"]
-        input_sim = None
-        if xa is not None and current[m].shape == xa.shape:
-            input_sim = float(_rank_correlation(np.abs(current[m]), xa).mean())
+        input_sim = float(per_sample[m]["input"].mean()) if "input" in per_sample[m] else None
         if final_abs < threshold and final_raw < threshold:
             verdict = "passes"
         else:
@@ -479,53 +524,66 @@ def deletion_insertion(
 
     device = _device(module)
     x, target = x.to(device), target.to(device)
-    n = x.shape[0]
-    attr = attributions.detach().float().to(device)
-    if card.task == "image-classification":
-        scores = attr.sum(1).reshape(n, -1)  # one score per pixel: channels summed
-        valid = torch.ones_like(scores, dtype=torch.bool)
-    else:
-        scores = attr.reshape(n, -1)
-        pad = _pad_mask(x, card)
-        valid = torch.ones_like(scores, dtype=torch.bool) if pad is None else ~pad
-    n_valid = valid.sum(1)
-    if (n_valid == 0).any():
-        raise ValueError("a sample has no features to rank (a text row made only of pads)")
-    base = _deletion_baseline(x, card, baseline)
-
-    gen = torch.Generator().manual_seed(seed)
-    random_scores = torch.rand(scores.shape, generator=gen)
-    ranks = {
-        "attr": _removal_ranks(scores.cpu(), valid.cpu(), gen).to(device),
-        "random": _removal_ranks(random_scores, valid.cpu(), gen).to(device),
-    }
+    n_all = x.shape[0]
+    if card.task != "image-classification":
+        pad_all = _pad_mask(x, card)
+        if pad_all is not None and (~pad_all).sum(1).eq(0).any():
+            raise ValueError("a sample has no features to rank (a text row made only of pads)")
+    base_all = _deletion_baseline(x, card, baseline)  # over all of x: the tabular median is the batch's
     fractions = np.linspace(0.0, 1.0, steps + 1)
+    forward_batch = batch_size_for(module, x, maximum=batch_size)
 
-    def expand(mask: Tensor) -> Tensor:  # [N, D] feature mask → x's shape
+    def unit(_k: int, rows: slice) -> np.ndarray:
+        """Curves ``[4, n_unit, steps + 1]`` of one unit: deletion, insertion, and both for the
+        random ranking (seeded by ``seed + rows.start``)."""
+        xs, ts = x[rows], target[rows]
+        n = xs.shape[0]
+        attr = attributions[rows].detach().float().to(device)
         if card.task == "image-classification":
-            return mask.reshape(n, 1, *x.shape[2:]).expand_as(x)
-        return mask.reshape(x.shape)
+            scores = attr.sum(1).reshape(n, -1)  # one score per pixel: channels summed
+            valid = torch.ones_like(scores, dtype=torch.bool)
+        else:
+            scores = attr.reshape(n, -1)
+            pad = _pad_mask(xs, card)
+            valid = torch.ones_like(scores, dtype=torch.bool) if pad is None else ~pad
+        n_valid = valid.sum(1)
+        base = base_all[rows]
+        gen = torch.Generator().manual_seed(seed + rows.start)
+        random_scores = torch.rand(scores.shape, generator=gen)
+        ranks = {
+            "attr": _removal_ranks(scores.cpu(), valid.cpu(), gen).to(device),
+            "random": _removal_ranks(random_scores, valid.cpu(), gen).to(device),
+        }
 
-    def target_prob(inputs: Tensor) -> Tensor:
-        probs = []
-        with torch.no_grad():
-            for i in range(0, inputs.shape[0], batch_size):
-                logits = module(inputs[i : i + batch_size])
-                probs.append(torch.softmax(logits.float(), 1))
-        p = torch.cat(probs)
-        return p.reshape(4, n, -1).gather(2, target.expand(4, n)[..., None])[..., 0]
+        def expand(mask: Tensor) -> Tensor:  # [n, D] feature mask → xs's shape
+            if card.task == "image-classification":
+                return mask.reshape(n, 1, *xs.shape[2:]).expand_as(xs)
+            return mask.reshape(xs.shape)
 
-    curves = torch.empty(4, n, steps + 1)  # deletion, insertion, deletion_random, insertion_random
-    for j, f in enumerate(fractions):
-        k = torch.round(f * n_valid.double()).long()[:, None]
-        variants = []
-        for key in ("attr", "random"):
-            top = expand(ranks[key] < k)
-            variants += [torch.where(top, base, x), torch.where(top, x, base)]
-        # [4, N, ...]: attribution deletion, insertion, random deletion, insertion (4 copies of x)
-        batch = torch.stack(variants)
-        curves[:, :, j] = target_prob(batch.reshape(4 * n, *x.shape[1:])).cpu()
-    del_c, ins_c, del_r, ins_r = curves[0], curves[1], curves[2], curves[3]
+        def target_prob(inputs: Tensor) -> Tensor:
+            probs = []
+            with torch.no_grad():
+                for i in range(0, inputs.shape[0], forward_batch):
+                    logits = module(inputs[i : i + forward_batch])
+                    probs.append(torch.softmax(logits.float(), 1))
+            p = torch.cat(probs)
+            return p.reshape(4, n, -1).gather(2, ts.expand(4, n)[..., None])[..., 0]
+
+        curves = torch.empty(4, n, steps + 1)  # deletion, insertion, deletion_random, insertion_random
+        for j, f in enumerate(fractions):
+            k = torch.round(f * n_valid.double()).long()[:, None]
+            variants = []
+            for key in ("attr", "random"):
+                top = expand(ranks[key] < k)
+                variants += [torch.where(top, base, xs), torch.where(top, xs, base)]
+            # [4, n, ...]: attribution deletion, insertion, random deletion, insertion (4 copies of xs)
+            batch = torch.stack(variants)
+            curves[:, :, j] = target_prob(batch.reshape(4 * n, *xs.shape[1:])).cpu()
+        return curves.numpy()
+
+    all_curves = torch.from_numpy(np.concatenate(map_units(unit, n_all, UNIT), axis=1))
+    n = n_all
+    del_c, ins_c, del_r, ins_r = all_curves[0], all_curves[1], all_curves[2], all_curves[3]
 
     def auc(c: Tensor) -> np.ndarray:  # per-sample area [N]
         return np.trapezoid(c.numpy(), fractions, axis=1)
@@ -619,34 +677,47 @@ def infidelity_sensitivity(
     device = _device(module)
     x, target = x.to(device), target.to(device)
     scale = _feature_scale(x, card)
-    gen = torch.Generator(device=x.device).manual_seed(seed)
+    # Perturbed copies per captum batch: n_perturb per sample, fewer where they would not fit.
+    fit_rows = batch_size_for(module, x)
 
-    def gaussian(inputs: Tensor) -> tuple[Tensor, Tensor]:
-        noise = torch.randn(inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype)
-        noise = noise * noise_scale * scale
-        return noise, inputs - noise
+    def unit(_k: int, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample infidelity and sensitivity ``[n_unit]`` of one unit (seeded by
+        ``seed + rows.start``)."""
+        xs, ts = x[rows], target[rows]
+        gen = torch.Generator(device=xs.device).manual_seed(seed + rows.start)
+        per_batch = max(xs.shape[0], min(xs.shape[0] * n_perturb, fit_rows))
 
-    def uniform(inputs: Tensor, perturb_radius: float) -> Tensor:
-        u = torch.rand(inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype)
-        return inputs + (2 * u - 1) * perturb_radius * scale
+        def gaussian(inputs: Tensor) -> tuple[Tensor, Tensor]:
+            noise = torch.randn(inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype)
+            noise = noise * noise_scale * scale
+            return noise, inputs - noise
 
-    def explain(inputs: Tensor | tuple[Tensor, ...], target: Tensor) -> Tensor | tuple[Tensor]:
-        # captum passes the unperturbed inputs as a 1-tuple (and expects a tuple back, as its
-        # own attribute methods give) and the perturbed ones as a tensor.
-        if isinstance(inputs, tuple):
-            return (_call_attribute(method, module, inputs[0], target, card, seed=seed),)
-        return _call_attribute(method, module, inputs, target, card, seed=seed)
+        def uniform(inputs: Tensor, perturb_radius: float) -> Tensor:
+            u = torch.rand(inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype)
+            return inputs + (2 * u - 1) * perturb_radius * scale
 
-    attr = explain(x, target)
-    with torch.no_grad():
-        infid = infidelity(
-            module, gaussian, x, attr, target=target, n_perturb_samples=n_perturb, normalize=True
+        def explain(inputs: Tensor | tuple[Tensor, ...], target: Tensor) -> Tensor | tuple[Tensor]:
+            # captum passes the unperturbed inputs as a 1-tuple (and expects a tuple back, as its
+            # own attribute methods give) and the perturbed ones as a tensor.
+            if isinstance(inputs, tuple):
+                return (_call_attribute(method, module, inputs[0], target, card, seed=seed + rows.start),)
+            return _call_attribute(method, module, inputs, target, card, seed=seed + rows.start)
+
+        attr = explain(xs, ts)
+        with torch.no_grad():
+            infid = infidelity(
+                module, gaussian, xs, attr, target=ts, n_perturb_samples=n_perturb, normalize=True,
+                max_examples_per_batch=per_batch,
+            )
+        sens = sensitivity_max(
+            explain, xs, perturb_func=uniform, perturb_radius=radius, n_perturb_samples=n_perturb,
+            target=ts, max_examples_per_batch=per_batch,
         )
-    sens = sensitivity_max(
-        explain, x, perturb_func=uniform, perturb_radius=radius, n_perturb_samples=n_perturb,
-        target=target,
-    )
-    infid_np, sens_np = infid.detach().cpu().double().numpy(), sens.detach().cpu().double().numpy()
+        return infid.detach().cpu().double().numpy(), sens.detach().cpu().double().numpy()
+
+    units = map_units(unit, x.shape[0], UNIT)
+    infid_np = np.concatenate([u[0] for u in units])
+    sens_np = np.concatenate([u[1] for u in units])
     return {
         "method": method,
         "infidelity_mean": float(infid_np.mean()),
