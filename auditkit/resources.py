@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["activation_bytes_per_row", "batch_size_for", "default_threads", "memory_budget"]
 
-CPU_BUDGET_MB = 256  # activations of one batch; the process's baseline (torch, model, data) comes on top
+CPU_BUDGET_MB = 128  # activations of one batch; the process's baseline (torch, libraries, model, data, ~0.7-0.9 GB) comes on top
 CUDA_BUDGET_MB = 2048
 SAFETY = 2.0  # backward transients (one gradient per saved activation, freed as it goes) and allocator slack
 MAX_THREADS = 16  # intra-op threads beyond this rarely help the models auditkit sees, and oversubscribe
