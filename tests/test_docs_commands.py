@@ -89,7 +89,10 @@ def _options() -> set[str]:
 
 
 # Flags of other programs the documents mention.
-FOREIGN = {"--nproc_per_node", "--upgrade"}
+FOREIGN = {"--nproc_per_node", "--upgrade",
+           # torchrun's (docs/distributed.md)
+           "--standalone", "--nnodes", "--node-rank", "--master-addr", "--master-port", "--rdzv-backend",
+           "--rdzv-endpoint", "--rdzv-id"}
 
 
 def test_every_flag_the_documents_name_exists() -> None:
