@@ -16,7 +16,7 @@ REPORT_FLAGS := --budget standard --samples 128 --seed 0 --threads 1 --quiet
 # is what it is for; about 2.5 minutes of the gate). fraud-mlp-at's figures are in reports/.
 DEFENSES := squeeze-bits,median-filter,defense-gan,smoothing,adversarial-training=zoo/cnn-digits-at/model.pt
 
-.PHONY: install demo test test-all browser zoo reports gate-zoo bench bench-attacks clean
+.PHONY: install demo test test-all browser zoo reports gate-zoo bench bench-attacks bench-libraries clean
 
 # torch and torchvision are pinned to the builds this machine serves from local disk
 # (a range in pyproject.toml admits them); everything else comes from pyproject.toml.
@@ -81,8 +81,12 @@ $(BENCH_VENV)/.installed: bench/requirements.txt pyproject.toml
 	$(BENCH_VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
+# standard vs thorough vs an AutoAttack cascade (issue 15); the library comparison of PGD.
 bench-attacks: $(BENCH_VENV)/.installed
-	$(BENCH_VENV)/bin/python bench/attacks.py --threads 1 --profile
+	$(BENCH_VENV)/bin/python bench/attacks.py --threads 1 --radii --json out/bench-attacks.json
+
+bench-libraries: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/libraries.py --threads 1 --profile
 
 clean:
 	rm -rf out .pytest_cache

@@ -166,7 +166,7 @@ def scan(
     samples: int = typer.Option(256, "--samples", help="Test samples used by the expensive checks."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: the CPUs this process may use, at most 16)."),
     budget: str = typer.Option("standard", "--budget", help="quick | standard | thorough"),
     only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these checks (comma-separated)."),
     skip: Optional[list[str]] = typer.Option(None, "--skip", help="Skip these checks (comma-separated)."),

@@ -212,6 +212,12 @@ def scan(
             raise ScanInputError("--threads must be at least 1")
         # Small models run as fast on one thread; more threads on a busy machine oversubscribe.
         torch.set_num_threads(threads)
+    else:
+        from auditkit.resources import default_threads
+
+        # torch's default is the host's physical cores, which in a container limited to a few
+        # CPUs means many threads fighting over them: use the CPUs this process may run on.
+        torch.set_num_threads(default_threads())
     torch.manual_seed(seed)
     names = plan(None, config)  # --only/--skip typos are refused before the model loads
     # Under torchrun: join the process group (gloo on CPU, NCCL with one GPU per rank). Every rank

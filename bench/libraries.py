@@ -1,7 +1,7 @@
 """Attack benchmark: auditkit's attacks against a bare PyTorch PGD loop, foolbox, torchattacks
 and ART, on the same zoo models and the same inputs, in one process (DESIGN.md §8).
 
-    .venv-bench/bin/python bench/attacks.py [--models cnn-digits,fraud-mlp] [--samples 256]
+    .venv-bench/bin/python bench/libraries.py [--models cnn-digits,fraud-mlp] [--samples 256]
         [--steps 40] [--threads 1] [--repeats 3]
         [--min-seconds 3] [--slow-samples 128] [--suites first|all] [--profile] [--json PATH]
 

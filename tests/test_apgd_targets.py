@@ -1,5 +1,5 @@
 """APGD-T's split iteration budget: the top-ranked targets run ``n_iter`` iterations, the rest
-``n_iter_tail`` (the standard budget's setting, chosen in bench/standard.py)."""
+``n_iter_tail`` (the standard budget's setting, measured in bench/attacks.py)."""
 
 from __future__ import annotations
 

@@ -380,7 +380,7 @@ class APGDTargeted:
             ``n_head_targets`` (None: ``n_iter`` for every target, as in AutoAttack). Most
             targeted successes come from the top-ranked classes, where depth pays; the lower
             ranks still break a few samples each, where breadth pays more than depth (measured
-            in bench/standard.py).
+            in bench/attacks.py).
         n_head_targets: how many top-ranked targets run ``n_iter`` iterations.
     """
 

@@ -194,17 +194,23 @@ class EOT:
     Attributes:
         samples: forward/backward passes averaged per gradient step (20 in AutoAttack).
         votes: forwards per decision.
+        n_iter: iterations of the EOT attacks (100 in AutoAttack's rand version), or None: the
+            budget's own. The deterministic protocol's short, warm-started runs do not carry
+            over: a randomised model gets no warm start and needs the full iteration count.
     """
 
     samples: int = 20
     votes: int = 20
+    n_iter: int | None = None
 
     def __post_init__(self) -> None:
         check_positive_int("EOT samples", self.samples)
         check_positive_int("EOT votes", self.votes)
+        if self.n_iter is not None:
+            check_positive_int("EOT n_iter", self.n_iter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"samples_per_gradient": self.samples, "votes_per_decision": self.votes,
+        return {"samples_per_gradient": self.samples, "votes_per_decision": self.votes, "n_iter": self.n_iter,
                 "decision": "majority vote (true class strictly most frequent over the votes; ties count as broken)"}
 
 

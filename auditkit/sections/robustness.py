@@ -72,6 +72,7 @@ class AttackStats(Open):
     seconds: float | None = None
     n_attacked: int | None = None
     n_attacked_at_eps: list[int | None] = []
+    n_near_at_eps: list[int | None] = []
     forward_passes: int | None = None
     backward_passes: int | None = None
     queries: int | None = None
