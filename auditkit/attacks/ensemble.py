@@ -89,8 +89,11 @@ WARM_START: dict[str, bool] = {"quick": False, "standard": True, "thorough": Fal
 # in NEAR_SETTINGS give it, where the first (short, warm-started) run of an attack leaves it
 # robust, a second run from a random start with these settings (AutoAttack-standard strength),
 # keyed by attack name without its norm. Far samples, which the minimum-norm attack could not
-# bring within 1 + NEAR_MARGIN of eps, keep the short run.
-NEAR_MARGIN = 0.1
+# bring within 1 + NEAR_MARGIN of eps, keep the short run. 0.25: on a 450-digit scan, the
+# samples a fixed-eps attack broke below FMN's norm had FMN norms up to 1.23x that eps
+# (median 1.04); at 0.1, two cnn-digits-at samples (FMN 1.18x and 1.21x eps 0.2) were missed
+# that AutoAttack and the longer random-start runs break (bench/README.md).
+NEAR_MARGIN = 0.25
 NEAR_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {},
     "standard": {"apgd-ce": {"n_iter": 100}, "apgd-t": {"n_iter": 25}, "square": {"n_queries": 1000}},
