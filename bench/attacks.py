@@ -3,7 +3,7 @@
 
     .venv-bench/bin/python bench/attacks.py [--models cnn-digits,cnn-digits-at,fraud-mlp,resnet16]
         [--samples 256] [--grids headline,card] [--variants standard,thorough,cascade]
-        [--radii] [--threads 1] [--json PATH]
+        [--radii] [--threads 1] [--json PATH] [--cascade-cache DIR]
 
 The cascade needs torchattacks (``.venv-bench``, see bench/README.md); in the main ``.venv`` it
 is skipped with a note.
@@ -188,9 +188,11 @@ class _ImageView(nn.Module):
         return self.model(z.flatten(1))
 
 
-def run_cascade(case: Case, grid: list[float]) -> dict[str, Any]:
+def run_cascade(case: Case, grid: list[float], seed: int = 0) -> dict[str, Any]:
     """AutoAttack standard from torchattacks components, each attack on the still-robust samples,
-    independently at every eps of ``grid``."""
+    independently at every eps of ``grid``; ``seed`` seeds every attack (another seed measures
+    the cascade's own run-to-run disagreement: the noise floor of "samples one broke and the
+    other missed")."""
     import torchattacks
 
     model, x, y = case.model, case.x, case.y
@@ -207,13 +209,13 @@ def run_cascade(case: Case, grid: list[float]) -> dict[str, Any]:
             alive = (model(x).argmax(1) == y).numpy()
         attacks = [
             ("apgd-ce", lambda: torchattacks.APGD(counter, norm="Linf", eps=eps, steps=100, n_restarts=1, loss="ce",
-                                                  seed=0)),
+                                                  seed=seed)),
             ("apgd-t", lambda: torchattacks.APGDT(counter, norm="Linf", eps=eps, steps=100, n_restarts=1,
-                                                  n_classes=case.num_classes, seed=0)),
+                                                  n_classes=case.num_classes, seed=seed)),
             ("fab-t", lambda: torchattacks.FAB(counter, norm="Linf", eps=eps, steps=100, n_restarts=1,
-                                               multi_targeted=True, n_classes=case.num_classes, seed=0)),
+                                               multi_targeted=True, n_classes=case.num_classes, seed=seed)),
             ("square", lambda: torchattacks.Square(counter, norm="Linf", eps=eps, n_queries=5000, n_restarts=1,
-                                                   seed=0)),
+                                                   seed=seed)),
         ]
         for name, make in attacks:
             if name == "apgd-t" and case.num_classes < 3:
@@ -260,11 +262,41 @@ def verdict(c: dict[str, Any]) -> str:
     return ", ".join(f"{k} {'ok' if ok else 'NOT MET'}" for k, ok in checks)
 
 
-def run_row(case: Case, g: str, variants: list[str]) -> dict[str, Any]:
+def _cascade_key(case: Case, grid: list[float]) -> str:
+    """What the cascade's result depends on: model weights, inputs, labels, grid, torchattacks."""
+    import hashlib
+
+    import torchattacks
+
+    h = hashlib.sha256()
+    for t in [*case.model.state_dict().values(), case.x, case.y]:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps([grid, torchattacks.__version__, torch.__version__]).encode())
+    return f"{case.name}-{len(case.x)}-{h.hexdigest()[:16]}"
+
+
+def cascade_cached(case: Case, grid: list[float], cache: Path | None) -> dict[str, Any]:
+    """:func:`run_cascade`, read from ``cache/KEY.json`` when the same model, inputs and grid ran
+    before (the cascade is the expensive, fixed reference: comparing protocol candidates against
+    it should not rerun it). Cached timings are from the run that wrote them; marked ``cached``."""
+    if cache is None:
+        return run_cascade(case, grid)
+    path = cache / f"{_cascade_key(case, grid)}.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        return {**r, "robust": np.array(r["robust"], bool), "notes": [*r["notes"], "cached: " + r["date"]]}
+    r = run_cascade(case, grid)
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**r, "robust": r["robust"].tolist(),
+                                "date": datetime.datetime.now().isoformat(timespec="seconds")}))
+    return r
+
+
+def run_row(case: Case, g: str, variants: list[str], cache: Path | None = None) -> dict[str, Any]:
     grid = [case.headline] if g == "headline" else case.grid
     out: dict[str, dict[str, Any]] = {}
     for v in variants:
-        out[v] = r = run_cascade(case, grid) if v == "cascade" else run_auditkit(v, case, grid)
+        out[v] = r = cascade_cached(case, grid, cache) if v == "cascade" else run_auditkit(v, case, grid)
         acc = " ".join(f"{a:.3f}" for a in r["robust"].mean(axis=0))
         print(f"{case.name:<14} {g:<8} {v:<9} {r['seconds']:8.1f}s passes {r['passes']:>9}  robust acc {acc}"
               + (f"  ({'; '.join(r['notes'])})" if r.get("notes") else ""), flush=True)
@@ -315,6 +347,9 @@ def main() -> None:
     ap.add_argument("--radii", action="store_true", help="also run standard at each radius alone (grid cost)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--cascade-cache", type=Path, default=None,
+                    help="reuse the cascade's result for the same model, inputs and grid (e.g. out/cascade-cache): "
+                         "its time ratio then compares runs of different moments")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     variants = args.variants.split(",")
@@ -338,7 +373,7 @@ def main() -> None:
         print(f"{name}: {len(case.x)} samples, clean accuracy {clean:.3f}, grid {case.grid}, headline {case.headline}"
               f" ({case.note})", flush=True)
         for g in args.grids.split(","):
-            results.append(run_row(case, g, variants))
+            results.append(run_row(case, g, variants, args.cascade_cache))
         if args.radii:
             radii[name] = run_radii(case)
     env["loadavg_end"] = os.getloadavg()

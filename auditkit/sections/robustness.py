@@ -73,6 +73,8 @@ class AttackStats(Open):
     n_attacked: int | None = None
     n_attacked_at_eps: list[int | None] = []
     n_near_at_eps: list[int | None] = []
+    warm_start: bool | None = None
+    near_run: dict[str, Any] | None = None
     forward_passes: int | None = None
     backward_passes: int | None = None
     queries: int | None = None
