@@ -34,6 +34,10 @@ Grids: ``headline`` is the model's headline eps alone, ``card`` its whole grid i
 call. With ``--radii`` the standard ensemble also runs at every radius of the grid alone, so that
 the whole-grid cost can be compared with the hardest single radius.
 
+``--cascade-cache DIR`` stores the cascade's result per model weights, inputs, grid and library
+versions and reuses it, so that protocol candidates are compared against the same reference
+without rerunning it (its timings are then those of the run that wrote it).
+
 For every model, grid and variant: wall seconds, forward+backward passes (the ensemble's
 ``CountingModel``; the cascade's model is wrapped in the same counter), robust accuracy per eps,
 and per pair the samples one broke at some eps of the grid and the other did not. The issue's
