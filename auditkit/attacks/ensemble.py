@@ -423,6 +423,10 @@ def run_ensemble(
 
         for name in track(names, desc=f"attacks ({norm})", total=len(names)):
             spec = get_attack(name)
+            # Fixed-eps runs start from the smallest adversarial point so far (WARM_START); near
+            # samples get a second run with these settings (NEAR_SETTINGS), or None.
+            warm = warm_start and spec.warm_start and spec.kind != "min-norm"
+            near_cfg = near_settings.get(name.rsplit("-", 1)[0]) if spec.kind != "min-norm" else None
             succ = np.full((n, k_eps), -1, np.int8)
             succ[~correct] = 1  # misclassified as is: every attack "succeeds" with no perturbation
             own = np.where(correct, np.inf, 0.0)
@@ -446,7 +450,7 @@ def run_ensemble(
                     extra: dict[str, Any] = {}
                     if near is not None:
                         extra["overrides"] = near
-                    elif warm_start and spec.warm_start and e is not None:
+                    elif warm and e is not None:
                         extra["x_init"] = best_x[idx]
                     try:
                         out = spec.run(counter, x[idx], y[idx], None if e is None else [e], (lo, hi),
@@ -500,7 +504,6 @@ def run_ensemble(
                     # Samples whose smallest adversarial norm so far lies just above eps: the
                     # verdicts in doubt. Those the first run leaves robust get a second,
                     # full-strength run from a random start (``NEAR_SETTINGS``).
-                    near_cfg = near_settings.get(name.rsplit("-", 1)[0])
                     near = (rows_e[best[rows_e] <= e * (1 + NEAR_MARGIN) + tol]
                             if near_cfg is not None else np.zeros(0, np.int64))
                     for second in (False, True):
@@ -536,12 +539,9 @@ def run_ensemble(
                 "norm": spec.norm,
                 "source": spec.source,
                 "settings": spec.settings(budget, eot),
-                # Fixed-eps runs started from the smallest adversarial point so far (WARM_START),
-                # and the second run near samples got (NEAR_SETTINGS), so that the protocol is
-                # read from the results, not from this version's source.
-                "warm_start": bool(warm_start and spec.warm_start and spec.kind != "min-norm"),
-                "near_run": ({"margin": NEAR_MARGIN, "settings": dict(near_settings[name.rsplit("-", 1)[0]])}
-                             if spec.kind != "min-norm" and name.rsplit("-", 1)[0] in near_settings else None),
+                # The protocol as run, so that it is read from the results, not from the source.
+                "warm_start": bool(warm),
+                "near_run": {"margin": NEAR_MARGIN, "settings": dict(near_cfg)} if near_cfg is not None else None,
                 # This attack's own robust accuracy where it is known (it ran on, or carried a
                 # point for, every clean-correct sample at that eps), else None.
                 "robust_accuracy": [

@@ -97,8 +97,9 @@ class AttackSpec:
         """The runner settings for ``budget``; ValueError for an unknown budget.
 
         Under ``eot`` an EOT-capable attack gets ``eot_iter = eot.samples``, ``eot.n_iter``
-        iterations (if set) and a single restart, as in AutoAttack's "rand" version (averaging over many passes replaces the
-        restarts; each restart would cost ``eot.samples`` times more)."""
+        iterations (if set) and a single restart, as in AutoAttack's "rand" version (averaging
+        over many passes replaces the restarts; each restart would cost ``eot.samples`` times
+        more)."""
         if budget not in self.budgets:
             raise ValueError(f"unknown budget {budget!r}: use one of {', '.join(BUDGET_NAMES)}")
         settings = dict(self.budgets[budget])
