@@ -73,6 +73,7 @@ sys.path.insert(0, str(ROOT))  # bench.resnet, bench.libraries
 from auditkit.attacks import ensemble  # noqa: E402
 from auditkit.attacks.ensemble import CountingModel, run_ensemble  # noqa: E402
 from auditkit.attacks.registry import get_attack  # noqa: E402
+from bench.libraries import NORM_TOL, ImageView  # noqa: E402  (torchattacks' Square wants images)
 
 # The standard budget before issue 15: attack order, settings, random starts.
 LEGACY_STANDARD: dict[str, Any] = {
@@ -89,7 +90,6 @@ LEGACY_STANDARD: dict[str, Any] = {
 
 # Targets of the issue (bench/README.md).
 TIME_RATIO_GOAL, PASS_RATIO_GOAL, ACC_SLACK, MISSED_SHARE, GRID_COST_GOAL = 5.0, 10.0, 0.005, 0.005, 1.5
-NORM_TOL = 1e-5
 
 
 @dataclass
@@ -180,18 +180,6 @@ def run_auditkit(variant: str, case: Case, grid: list[float]) -> dict[str, Any]:
     }
 
 
-class _ImageView(nn.Module):
-    """``model(z.flatten(1))``: torchattacks' Square assumes images, so rows [N, F] are shown to
-    it as [N, 1, 1, F]."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.model(z.flatten(1))
-
-
 def run_cascade(case: Case, grid: list[float], seed: int = 0) -> dict[str, Any]:
     """AutoAttack standard from torchattacks components, each attack on the still-robust samples,
     independently at every eps of ``grid``; ``seed`` seeds every attack (another seed measures
@@ -202,7 +190,7 @@ def run_cascade(case: Case, grid: list[float], seed: int = 0) -> dict[str, Any]:
     model, x, y = case.model, case.x, case.y
     image_view = x.dim() == 2
     if image_view:
-        model, x = _ImageView(model).eval(), x[:, None, None, :]
+        model, x = ImageView(model).eval(), x[:, None, None, :]
     counter = CountingModel(model).eval()
     robust = np.zeros((len(x), len(grid)), bool)
     per_attack: dict[str, dict[str, Any]] = {}
