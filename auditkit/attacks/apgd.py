@@ -20,6 +20,14 @@ non-true classes of the clean prediction in turn.
 
 Samples already misclassified are never attacked; a sample stops being attacked as soon as it is
 misclassified (the attack works on the shrinking still-robust subset of the batch).
+
+Optional discarding (``discard_after``; ours, after the online statistics-based discarding of
+A3, Liu et al. CVPR 2022, with a fixed rule instead of online statistics): after that many
+iterations, a sample whose largest margin so far has closed less than ``1 - DISCARD_GAP_LEFT``
+of the gap between its starting margin and the decision boundary stops being attacked (it is
+judged robust to this run). Measured on 100-iteration random-start runs (bench/README.md): every
+sample fooled after iteration 25 had closed at least 65% of its gap by then (APGD-T: 95%), while
+59% (APGD-CE) and 88% (APGD-T) of the samples never fooled had closed less than half.
 """
 
 from __future__ import annotations
@@ -48,6 +56,9 @@ from auditkit.attacks.losses import dlr_targeted_loss, get_loss, margin_loss
 LossFn = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
 
 MOMENTUM = 0.75
+# With ``discard_after``: a still-robust sample whose best margin is still more than this share
+# of its starting margin (both negative) is dropped then (module docstring).
+DISCARD_GAP_LEFT = 0.5
 
 
 def checkpoints(n_iter: int) -> list[int]:
@@ -158,12 +169,15 @@ def _apgd_run(
     eot_iter: int,
     gen: torch.Generator,
     start: Tensor | None = None,
+    discard_after: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One APGD run on a batch of still-robust samples.
 
     Args:
         x: ``[B, ...]`` clean inputs; y: ``[B]`` labels; target: ``[B]`` targets or None.
         start: ``[B, ...]`` warm-start points (see :func:`_starts`) or None: random starts.
+        discard_after: iterations after which samples that made little progress are dropped
+            (``DISCARD_GAP_LEFT``, module docstring), or None: every sample runs ``n_iter``.
 
     Returns:
         ``x_out [B, ...]`` (the fooling point, or the highest-loss point for the others),
@@ -195,9 +209,21 @@ def _apgd_run(
             for key in s:
                 s[key] = s[key][keep]
 
+    def discard(hopeless: Tensor) -> None:
+        """Stop attacking ``hopeless`` samples: they keep their best point, not fooled."""
+        if hopeless.any():
+            rows = s["row"][hopeless]
+            x_out[rows] = s["x_max"][hopeless]
+            margin_out[rows] = s["margin_max"][hopeless]
+            keep = ~hopeless
+            for key in s:
+                s[key] = s[key][keep]
+
     s["cur"] = proj.random_start(x, gen) if start is None else start
     loss, s["grad"], logits, newly = forward(s["cur"])
     s["margin"] = margin_loss(logits, s["y"])
+    # Margins at the start and the largest since (for ``discard_after``).
+    s["margin_start"], s["margin_top"] = s["margin"], s["margin"]
     s["prev"] = s["cur"]
     s["x_max"], s["f_max"], s["grad_max"], s["margin_max"] = s["cur"], loss, s["grad"], s["margin"]
     s["f_prev"] = loss
@@ -221,6 +247,7 @@ def _apgd_run(
 
         loss, s["grad"], logits, newly = forward(x_new)
         s["margin"] = margin_loss(logits, s["y"])
+        s["margin_top"] = torch.maximum(s["margin_top"], s["margin"])
         s["n_increase"] = s["n_increase"] + (loss > s["f_prev"]).long()
         s["f_prev"] = loss
         better = loss > s["f_max"]
@@ -248,6 +275,11 @@ def _apgd_run(
             s["f_max_last"] = s["f_max"]
             s["n_increase"] = torch.zeros_like(s["n_increase"])
             last_cp = k + 1
+        if k + 1 == discard_after:
+            # Both margins are negative here (fooled samples were dropped): the share of the gap
+            # still left is margin_top / margin_start, above DISCARD_GAP_LEFT when
+            # margin_top < DISCARD_GAP_LEFT * margin_start.
+            discard(s["margin_top"] < DISCARD_GAP_LEFT * s["margin_start"])
 
     # Samples never fooled return their best point.
     x_out[s["row"]] = s["x_max"]
@@ -272,6 +304,18 @@ def _starts(proj: _Projector, x: Tensor, x_init: Tensor | None, gen: torch.Gener
     random = proj.random_start(x, gen)
     has = (x_init != x).flatten(1).any(dim=1)
     return torch.where(_view(has, x), proj(x_init.detach().to(x.dtype), x), random)
+
+
+def _check_discard(discard_after: int | None, n_iter: int, eot_iter: int) -> int | None:
+    if discard_after is None:
+        return None
+    check_positive_int("discard_after", discard_after)
+    if discard_after >= n_iter:
+        raise ValueError(f"discard_after must be below n_iter ({n_iter}), got {discard_after}")
+    if eot_iter > 1:
+        # Margins of a randomised model are noisy single forwards: no rule on them.
+        raise ValueError("discard_after needs a deterministic model (eot_iter 1)")
+    return discard_after
 
 
 def _check_common(norm: str, n_iter: int, n_restarts: int, rho: float, seed: int, eot_iter: int) -> str:
@@ -303,6 +347,9 @@ class APGD:
             AutoAttack's "rand" version uses 20). With ``eot_iter > 1`` every success test,
             in-attack and final, is a majority vote over ``eot_iter`` forwards
             (:class:`~auditkit.attacks.common.EOT`), never a single lucky forward.
+        discard_after: iterations after which a sample that has closed less than half of its
+            starting margin stops being attacked (module docstring; after A3), or None
+            (default, as in AutoAttack): every robust sample runs ``n_iter`` iterations.
     """
 
     def __init__(
@@ -314,8 +361,10 @@ class APGD:
         rho: float = 0.75,
         seed: int = 0,
         eot_iter: int = 1,
+        discard_after: int | None = None,
     ) -> None:
         self.norm = _check_common(norm, n_iter, n_restarts, rho, seed, eot_iter)
+        self.discard_after = _check_discard(discard_after, n_iter, eot_iter)
         self._loss = get_loss(loss)
         self.loss = loss.lower()
         self.n_iter, self.n_restarts, self.rho = n_iter, n_restarts, float(rho)
@@ -357,7 +406,7 @@ class APGD:
                     break
                 xo, fo, mo = _apgd_run(
                     model, x[idx], y[idx], None, self._loss_fn, proj, self.n_iter, self.rho, self.eot_iter, gen,
-                    starts[idx] if starts is not None and r == 0 else None,
+                    starts[idx] if starts is not None and r == 0 else None, self.discard_after,
                 )
                 _merge(x_adv, success, best, idx, xo, fo, mo)
             success = is_adversarial(model, x_adv, y, votes=self.eot_iter)
@@ -382,6 +431,7 @@ class APGDTargeted:
             ranks still break a few samples each, where breadth pays more than depth (measured
             in bench/attacks.py).
         n_head_targets: how many top-ranked targets run ``n_iter`` iterations.
+        discard_after: as in ``APGD``, per target run.
     """
 
     def __init__(
@@ -395,8 +445,11 @@ class APGDTargeted:
         eot_iter: int = 1,
         n_iter_tail: int | None = None,
         n_head_targets: int = 3,
+        discard_after: int | None = None,
     ) -> None:
         self.norm = _check_common(norm, n_iter, n_restarts, rho, seed, eot_iter)
+        self.discard_after = _check_discard(discard_after, min(n_iter, n_iter if n_iter_tail is None else n_iter_tail),
+                                            eot_iter)
         check_positive_int("n_target_classes", n_target_classes)
         check_positive_int("n_head_targets", n_head_targets)
         if n_iter_tail is not None:
@@ -449,7 +502,7 @@ class APGDTargeted:
                     xo, fo, mo = _apgd_run(
                         model, x[idx], y[idx], others[idx, t], self._loss_fn, proj,
                         n_iter, self.rho, self.eot_iter, gen,
-                        starts[idx] if starts is not None and r == 0 else None,
+                        starts[idx] if starts is not None and r == 0 else None, self.discard_after,
                     )
                     _merge(x_adv, success, best, idx, xo, fo, mo)
             success = is_adversarial(model, x_adv, y, votes=self.eot_iter)
