@@ -16,7 +16,7 @@ REPORT_FLAGS := --budget standard --samples 128 --seed 0 --threads 1 --quiet
 # is what it is for; about 2.5 minutes of the gate). fraud-mlp-at's figures are in reports/.
 DEFENSES := squeeze-bits,median-filter,defense-gan,smoothing,adversarial-training=zoo/cnn-digits-at/model.pt
 
-.PHONY: install demo test test-all browser zoo reports gate-zoo bench bench-attacks bench-libraries clean
+.PHONY: install demo test test-all browser zoo reports gate-zoo bench bench-attacks bench-discard bench-libraries clean
 
 # torch and torchvision are pinned to the builds this machine serves from local disk
 # (a range in pyproject.toml admits them); everything else comes from pyproject.toml.
@@ -84,6 +84,10 @@ $(BENCH_VENV)/.installed: bench/requirements.txt pyproject.toml
 # standard vs thorough vs an AutoAttack cascade (issue 15); the library comparison of PGD.
 bench-attacks: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/attacks.py --threads 1 --radii --json out/bench-attacks.json
+
+# What the near runs' discarding loses and saves (issue 15; main venv).
+bench-discard: install
+	$(PY) bench/discard.py --threads 1 --json out/bench-discard.json
 
 bench-libraries: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/libraries.py --threads 1 --profile
