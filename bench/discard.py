@@ -1,9 +1,10 @@
 """What the near runs' discarding costs in strength and saves in passes (issue 15; bench/README.md).
 
     .venv/bin/python bench/discard.py [--models cnn-digits,cnn-digits-at,fraud-mlp,resnet16]
-        [--samples 256] [--threads 1] [--json PATH]
+        [--samples 256] [--norm linf|l2] [--threads 1] [--json PATH]
 
-For every model and every Linf radius of its benchmark grid (``bench/attacks.py``'s cases), the
+For every model and every radius of its benchmark grid (Linf: ``bench/attacks.py``'s cases; L2:
+``L2_GRIDS``, the cards' L2 radii, and for fraud-mlp radii in its unit feature space), the
 three near-run attacks of the ``standard`` budget (``auditkit.attacks.ensemble.NEAR_SETTINGS``:
 APGD-CE 100 iterations, APGD-T 9 targets x 100, Square 1000 queries, random starts) run on every
 clean-correct sample twice with the same seed: with the budget's ``discard_after`` and without.
@@ -39,35 +40,41 @@ from auditkit.attacks.square import SquareAttack  # noqa: E402
 from bench.attacks import load_case  # noqa: E402
 
 
-def make_attack(name: str, discard: bool) -> Any:
-    """The near run of ``name`` (``apgd-ce``, ``apgd-t``, ``square``), Linf, seed 0."""
+# L2 radii: the cards' (cnn-digits, cnn-digits-at; resnet16's with 0.25 added, since its samples
+# all break by 0.5); fraud-mlp has no card grid: radii in its unit space [0, 1]^30.
+L2_GRIDS = {"cnn-digits": [0.25, 0.5, 1.0, 1.5, 2.0, 3.0], "cnn-digits-at": [0.25, 0.5, 1.0, 1.5, 2.0, 3.0],
+            "fraud-mlp": [0.05, 0.1, 0.25, 0.5], "resnet16": [0.25, 0.5, 1.0, 2.0]}
+
+
+def make_attack(name: str, discard: bool, norm: str) -> Any:
+    """The near run of ``name`` (``apgd-ce``, ``apgd-t``, ``square``) for ``norm``, seed 0."""
     cfg = dict(NEAR_SETTINGS["standard"][name])
     if not discard:
         cfg.pop("discard_after", None)
     if name == "apgd-ce":
-        return APGD("linf", loss="ce", seed=0, **cfg)
+        return APGD(norm, loss="ce", seed=0, **cfg)
     if name == "apgd-t":
-        return APGDTargeted("linf", n_target_classes=9, seed=0, **cfg)
-    return SquareAttack("linf", seed=0, **cfg)
+        return APGDTargeted(norm, n_target_classes=9, seed=0, **cfg)
+    return SquareAttack(norm, seed=0, **cfg)
 
 
-def measure(model_name: str, samples: int) -> list[dict[str, Any]]:
+def measure(model_name: str, samples: int, norm: str) -> list[dict[str, Any]]:
     case = load_case(model_name, samples)
     with torch.no_grad():
         ok = case.model(case.x).argmax(dim=1) == case.y
     x, y = case.x[ok], case.y[ok]
     rows = []
-    for eps in case.grid:
+    for eps in case.grid if norm == "linf" else L2_GRIDS[model_name]:
         for name in ("apgd-ce", "apgd-t", "square"):
             out: dict[str, Any] = {}
             for discard in (False, True):
                 counter = CountingModel(case.model).eval()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    res = make_attack(name, discard).run(counter, x, y, eps, case.bounds)
+                    res = make_attack(name, discard, norm).run(counter, x, y, eps, case.bounds)
                 out[discard] = (res.success.cpu().numpy(), counter.forwards + counter.backwards)
             (full, p_full), (disc, p_disc) = out[False], out[True]
-            rows.append({"model": model_name, "eps": eps, "attack": name, "n": int(len(x)),
+            rows.append({"model": model_name, "norm": norm, "eps": eps, "attack": name, "n": int(len(x)),
                          "broken_full": int(full.sum()), "broken_discard": int(disc.sum()),
                          "lost": np.flatnonzero(full & ~disc).tolist(),
                          "gained": np.flatnonzero(disc & ~full).tolist(),
@@ -93,17 +100,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="cnn-digits,cnn-digits-at,fraud-mlp,resnet16")
     ap.add_argument("--samples", type=int, default=256)
+    ap.add_argument("--norm", choices=["linf", "l2"], default="linf")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
-    rows = [r for m in a.models.split(",") for r in measure(m, a.samples)]
+    rows = [r for m in a.models.split(",") for r in measure(m, a.samples, a.norm)]
     summarise(rows)
     print(f"total {time.perf_counter() - t0:.0f}s")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({"samples": a.samples, "rows": rows}, indent=1))
+        a.json.write_text(json.dumps({"samples": a.samples, "norm": a.norm, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
