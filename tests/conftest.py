@@ -1,4 +1,5 @@
-"""Shared fixtures: the committed zoo artifacts and a helper to run the real CLI in a subprocess."""
+"""Shared fixtures: the committed zoo artifacts, a helper to run the real CLI in a subprocess and a
+model wrapper that counts forward passes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import Tensor, nn
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = REPO / "zoo"
@@ -42,3 +44,16 @@ def zoo_model_path(name: str) -> Path:
     if not path.exists():
         pytest.fail(f"committed zoo artifact {path} is missing; run `make zoo`")
     return path
+
+
+class Counting(nn.Module):
+    """Wraps a model and records the batch size of every forward pass (``batches``)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.batches: list[int] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.batches.append(x.shape[0])
+        return self.inner(x)

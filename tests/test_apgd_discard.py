@@ -12,23 +12,12 @@ from auditkit.attacks.apgd import APGD, DISCARD_GAP_LEFT, APGDTargeted
 from auditkit.attacks.ensemble import NEAR_SETTINGS
 from auditkit.attacks.registry import get_attack
 from auditkit.attacks.square import SquareAttack
+from tests.conftest import Counting
 
 torch.set_num_threads(1)
 
 EPS = 0.05  # moves the margin below by at most 16 * EPS = 0.8
 
-
-class Counting(nn.Module):
-    """Records the batch size of every forward pass."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.batches: list[int] = []
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.batches.append(x.shape[0])
-        return self.inner(x)
 
 
 def two_kinds() -> tuple[nn.Module, Tensor, Tensor, Tensor]:

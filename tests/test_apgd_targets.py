@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from auditkit.attacks.apgd import APGDTargeted
 from auditkit.attacks.registry import get_attack
+from tests.conftest import Counting
 
 torch.set_num_threads(1)
 
-
-class Counting(nn.Module):
-    """Records the batch size of every forward pass."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.batches: list[int] = []
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.batches.append(x.shape[0])
-        return self.inner(x)
 
 
 def robust_model() -> nn.Module:

@@ -16,6 +16,7 @@ from auditkit.attacks.apgd import APGD, APGDTargeted, checkpoints
 from auditkit.attacks.common import AttackOutput, is_adversarial, norm_of, project
 from auditkit.attacks.losses import ce_loss, dlr_loss, dlr_targeted_loss, margin_loss
 from auditkit.attacks.square import SquareAttack, p_schedule
+from tests.conftest import Counting
 
 torch.set_num_threads(1)
 
@@ -82,18 +83,6 @@ def digits_mlp():
     assert (model(xt).argmax(1) == yt).float().mean() > 0.9  # the model is worth attacking
     return model, xt, yt
 
-
-class Counting(nn.Module):
-    """Wraps a model and records the batch size of every forward pass."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.batches: list[int] = []
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.batches.append(x.shape[0])
-        return self.inner(x)
 
 
 # ------------------------------------------------------------------- (a) APGD, closed form
