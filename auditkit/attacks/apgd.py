@@ -200,25 +200,19 @@ def _apgd_run(
     def forward(x_cur: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return _loss_and_grad(model, x_cur, s["y"], s.get("t"), loss_fn, eot_iter)
 
-    def drop_fooled(newly: Tensor) -> None:
-        if newly.any():
-            rows = s["row"][newly]
-            x_out[rows] = s["cur"][newly]
-            margin_out[rows] = s["margin"][newly]
-            fooled[rows] = True
-            keep = ~newly
+    def retire(done: Tensor, point: str, margin: str, is_fooled: bool) -> None:
+        """Stop attacking the ``done`` samples: write out their ``s[point]`` and ``s[margin]``."""
+        if done.any():
+            rows = s["row"][done]
+            x_out[rows] = s[point][done]
+            margin_out[rows] = s[margin][done]
+            fooled[rows] = is_fooled
+            keep = ~done
             for key in s:
                 s[key] = s[key][keep]
 
-    def discard(hopeless: Tensor) -> None:
-        """Stop attacking ``hopeless`` samples: they keep their best point, not fooled."""
-        if hopeless.any():
-            rows = s["row"][hopeless]
-            x_out[rows] = s["x_max"][hopeless]
-            margin_out[rows] = s["margin_max"][hopeless]
-            keep = ~hopeless
-            for key in s:
-                s[key] = s[key][keep]
+    def drop_fooled(newly: Tensor) -> None:
+        retire(newly, "cur", "margin", True)
 
     s["cur"] = proj.random_start(x, gen) if start is None else start
     loss, s["grad"], logits, newly = forward(s["cur"])
@@ -280,7 +274,8 @@ def _apgd_run(
             # Both margins are negative here (fooled samples were dropped): the share of the gap
             # still left is margin_top / margin_start, above DISCARD_GAP_LEFT when
             # margin_top < DISCARD_GAP_LEFT * margin_start.
-            discard(s["margin_top"] < DISCARD_GAP_LEFT * s["margin_start"])
+            # Discarded samples keep their best point, not fooled.
+            retire(s["margin_top"] < DISCARD_GAP_LEFT * s["margin_start"], "x_max", "margin_max", False)
 
     # Samples never fooled return their best point.
     x_out[s["row"]] = s["x_max"]
@@ -449,14 +444,13 @@ class APGDTargeted:
         discard_after: int | None = None,
     ) -> None:
         self.norm = _check_common(norm, n_iter, n_restarts, rho, seed, eot_iter)
-        self.discard_after = _check_discard(discard_after, min(n_iter, n_iter if n_iter_tail is None else n_iter_tail),
-                                            eot_iter)
         check_positive_int("n_target_classes", n_target_classes)
         check_positive_int("n_head_targets", n_head_targets)
         if n_iter_tail is not None:
             check_positive_int("n_iter_tail", n_iter_tail)
         self.n_iter, self.n_target_classes, self.n_restarts = n_iter, n_target_classes, n_restarts
         self.n_iter_tail = n_iter if n_iter_tail is None else n_iter_tail
+        self.discard_after = _check_discard(discard_after, min(n_iter, self.n_iter_tail), eot_iter)
         self.n_head_targets = n_head_targets
         self.rho, self.seed, self.eot_iter = float(rho), seed, eot_iter
 

@@ -333,27 +333,24 @@ class SquareAttack:
             queries[s["row"]] += 1
             return margin_loss(logits, s["y"]), logits.argmax(dim=1) != s["y"]
 
+        def retire(done: Tensor, is_fooled: bool) -> None:
+            """Stop attacking the ``done`` samples: write out their best point and margin."""
+            if done.any():
+                rows = s["row"][done]
+                x_out[rows] = to_input(s["best"][done])
+                margin_out[rows] = s["margin"][done]
+                fooled[rows] = is_fooled
+                for key in s:
+                    s[key] = s[key][~done]
+
         s["margin"], is_adv = query(s["best"])
         s["margin_start"] = s["margin"]
         for it in range(self.n_queries):
-            if is_adv.any():
-                rows = s["row"][is_adv]
-                x_out[rows] = to_input(s["best"][is_adv])
-                margin_out[rows] = s["margin"][is_adv]
-                fooled[rows] = True
-                keep = ~is_adv
-                for key in s:
-                    s[key] = s[key][keep]
+            retire(is_adv, True)
             if it == self.discard_after:
                 # After `it` proposals (and the start): drop the samples with more than
                 # DISCARD_GAP_LEFT of their (negative) starting margin left; they keep their best.
-                hopeless = s["margin"] < DISCARD_GAP_LEFT * s["margin_start"]
-                if hopeless.any():
-                    rows = s["row"][hopeless]
-                    x_out[rows] = to_input(s["best"][hopeless])
-                    margin_out[rows] = s["margin"][hopeless]
-                    for key in s:
-                        s[key] = s[key][~hopeless]
+                retire(s["margin"] < DISCARD_GAP_LEFT * s["margin_start"], False)
             # The start used one query; stop when the budget or the robust samples run out.
             if it == self.n_queries - 1 or s["row"].numel() == 0:
                 break
