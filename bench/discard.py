@@ -6,7 +6,8 @@
 For every model and every radius of its benchmark grid (Linf: ``bench/attacks.py``'s cases; L2:
 ``L2_GRIDS``, the cards' L2 radii, and for fraud-mlp radii in its unit feature space), the
 three near-run attacks of the ``standard`` budget (``auditkit.attacks.ensemble.NEAR_SETTINGS``:
-APGD-CE 100 iterations, APGD-T 9 targets x 100, Square 1000 queries, random starts) run on every
+APGD-CE 100 iterations, APGD-T 9 targets x 100, Square 1000 queries, random starts), called
+through the registry with those overrides as the ensemble calls them, run on every
 clean-correct sample twice with the same seed: with the budget's ``discard_after`` and without.
 The population is wider than the near runs' (there, only samples FMN brought within 1.25 eps and
 that the short runs left robust): every sample the attack can break late is a test of the rule.
@@ -34,9 +35,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from auditkit.attacks.apgd import APGD, APGDTargeted  # noqa: E402
 from auditkit.attacks.ensemble import NEAR_SETTINGS, CountingModel  # noqa: E402
-from auditkit.attacks.square import SquareAttack  # noqa: E402
+from auditkit.attacks.registry import get_attack  # noqa: E402
 from bench.attacks import load_case  # noqa: E402
 
 
@@ -46,16 +46,13 @@ L2_GRIDS = {"cnn-digits": [0.25, 0.5, 1.0, 1.5, 2.0, 3.0], "cnn-digits-at": [0.2
             "fraud-mlp": [0.05, 0.1, 0.25, 0.5], "resnet16": [0.25, 0.5, 1.0, 2.0]}
 
 
-def make_attack(name: str, discard: bool, norm: str) -> Any:
-    """The near run of ``name`` (``apgd-ce``, ``apgd-t``, ``square``) for ``norm``, seed 0."""
+def near_run(name: str, discard: bool) -> dict[str, Any]:
+    """The near-run overrides of ``name`` (``apgd-ce``, ``apgd-t``, ``square``), as the ensemble
+    passes them to the registry on top of the standard budget, with or without discarding."""
     cfg = dict(NEAR_SETTINGS["standard"][name])
     if not discard:
         cfg.pop("discard_after", None)
-    if name == "apgd-ce":
-        return APGD(norm, loss="ce", seed=0, **cfg)
-    if name == "apgd-t":
-        return APGDTargeted(norm, n_target_classes=9, seed=0, **cfg)
-    return SquareAttack(norm, seed=0, **cfg)
+    return cfg
 
 
 def measure(model_name: str, samples: int, norm: str) -> list[dict[str, Any]]:
@@ -71,7 +68,9 @@ def measure(model_name: str, samples: int, norm: str) -> list[dict[str, Any]]:
                 counter = CountingModel(case.model).eval()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    res = make_attack(name, discard, norm).run(counter, x, y, eps, case.bounds)
+                    # The ensemble's own call of a near run (random start, seed 0).
+                    res = get_attack(f"{name}-{norm}").run(counter, x, y, [eps], case.bounds, 0, budget="standard",
+                                                           batch_size=len(x), overrides=near_run(name, discard))[0]
                 out[discard] = (res.success.cpu().numpy(), counter.forwards + counter.backwards)
             (full, p_full), (disc, p_disc) = out[False], out[True]
             rows.append({"model": model_name, "norm": norm, "eps": eps, "attack": name, "n": int(len(x)),
