@@ -22,13 +22,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score
+from sklearn.metrics import confusion_matrix, precision_recall_curve
 
 from auditkit.checks import Check, ScanContext, register_check
 from auditkit.metrics import calibration, softmax  # noqa: F401  (re-exported)
 from auditkit.results import Finding, to_jsonable
 from auditkit.sections import PerformanceData
-from auditkit.stats import bootstrap_ci, proportion
+from auditkit.stats import proportion, ranking_metrics_with_intervals
 
 CHANCE_MARGIN = 0.1  # accuracy below chance + this: the model has learned (almost) nothing
 MINORITY_SHARE = 0.5  # a class under this fraction of 1/classes of the test split is a minority
@@ -71,21 +71,9 @@ def classification_report(logits: np.ndarray, y: np.ndarray, class_names: list[s
         yb = (y == positive_index).astype(int)
         score = probs[:, positive_index]
         if 0 < yb.sum() < len(yb):
-            rng_seed = seed
-            pr = float(average_precision_score(yb, score))
-            roc = float(roc_auc_score(yb, score))
-
-            def boot(metric):
-                def f(idx):
-                    if yb[idx].min() == yb[idx].max():
-                        return None
-                    return metric(yb[idx], score[idx])
-                return f
-
             out["positive_class"] = class_names[positive_index]
             out["prevalence"] = float(yb.mean())
-            out["pr_auc"] = {"value": pr, **dict(zip(("ci_low", "ci_high"), bootstrap_ci(boot(average_precision_score), len(yb), rng_seed, 200))), "n": len(yb)}
-            out["roc_auc"] = {"value": roc, **dict(zip(("ci_low", "ci_high"), bootstrap_ci(boot(roc_auc_score), len(yb), rng_seed + 1, 200))), "n": len(yb)}
+            out.update(ranking_metrics_with_intervals(yb.astype(bool), score, seed, 200))
             out["operating_points"] = operating_points(yb, score)
     return out
 

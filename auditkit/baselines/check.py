@@ -391,7 +391,7 @@ def _interpretability(ctx: ScanContext, fitted: dict[str, FittedBaseline],
         _interpret_text(ctx, fitted, models, net, rows)
         setup["baseline_method"] = "word occlusion: accuracy drop when a word is replaced by the unknown token"
         return setup
-    setup["baseline_method"] = (f"sklearn permutation_importance, {PERM_REPEATS[cfg.budget]} repeats, scored by "
+    setup["baseline_method"] = (f"permutation importance (shuffle one column, mean score drop), {PERM_REPEATS[cfg.budget]} repeats, scored by "
                                 f"{'PR-AUC' if card.positive_index is not None else 'accuracy'}")
     x = data.x_test[rows].reshape(len(rows), -1)
     y = data.y_test[rows]
