@@ -23,7 +23,7 @@ from torch import nn
 from auditkit.attacks import registry
 from auditkit.attacks.ensemble import ERROR, run_ensemble
 from auditkit.attacks.sharded import merge_ensembles, run_ensemble_sharded
-from auditkit.distributed import MIN_UNIT, map_units, unit_size, unit_slices
+from auditkit.distributed import map_units, unit_size, unit_slices
 from auditkit.results import to_jsonable
 
 from .conftest import REPO, run_cli, zoo_model_path
@@ -79,10 +79,14 @@ def _torchrun(*args: str, nproc: int = 2, timeout: float = 300) -> subprocess.Co
 
 
 def test_unit_size_depends_on_n_and_batch_only() -> None:
-    assert unit_size(128) == 16 and len(unit_slices(128, unit_size(128))) == 8  # 4 units per rank on 2
-    assert unit_size(32) == MIN_UNIT and unit_size(5) == MIN_UNIT
-    assert unit_size(10_000, batch_size=256) == 256
+    # As few units as batches need, of equal size: one batch of samples is one unit.
+    assert unit_size(128) == 128 and unit_size(256) == 256 and unit_size(5) == 5
+    assert unit_size(450) == 225 and len(unit_slices(450, unit_size(450))) == 2  # one unit per rank on 2
+    assert unit_size(257) == 129 and unit_size(10_000, batch_size=256) == 250
+    assert len(unit_slices(10_000, unit_size(10_000))) == 40
     assert unit_size(100, batch_size=8) == 8 and unit_size(1, batch_size=1) == 1
+    with pytest.raises(ValueError, match="batch_size"):
+        unit_size(10, batch_size=0)
     slices = unit_slices(21, 4)
     assert [(s.start, s.stop) for s in slices] == [(0, 4), (4, 8), (8, 12), (12, 16), (16, 20), (20, 21)]
 
@@ -214,10 +218,10 @@ def test_merged_units_equal_one_ensemble_on_all_samples(digits) -> None:
 
 def test_sharded_ensemble_is_the_merge_of_its_units(digits) -> None:
     model, x, y = digits
-    sharded = run_ensemble_sharded(model, x, y, "l2", [0.0, 0.5, 1.0], budget="quick", seed=3, batch_size=64)
-    units = unit_slices(len(x), unit_size(len(x), 64))
-    assert len(units) > 1
-    parts = [run_ensemble(model, x[s], y[s], "l2", [0.0, 0.5, 1.0], budget="quick", seed=3 + s.start, batch_size=64)
+    sharded = run_ensemble_sharded(model, x, y, "l2", [0.0, 0.5, 1.0], budget="quick", seed=3, batch_size=16)
+    units = unit_slices(len(x), unit_size(len(x), 16))
+    assert len(units) == 3  # 40 samples in batches of 16: three units of 14, 14, 12
+    parts = [run_ensemble(model, x[s], y[s], "l2", [0.0, 0.5, 1.0], budget="quick", seed=3 + s.start, batch_size=16)
              for s in units]
     assert first_difference(_doc(sharded), _doc(merge_ensembles(parts, model=model, x=x, seed=3))) is None
     assert sharded.seed == 3 and len(sharded.labels) == len(x)
@@ -259,7 +263,8 @@ def test_merge_shifts_the_rows_of_attack_errors(monkeypatch, digits) -> None:
 @pytest.mark.slow
 def test_torchrun_scan_writes_the_single_process_results(tmp_path: Path) -> None:
     model = str(zoo_model_path("cnn-digits"))
-    args = ["scan", model, "--samples", "32", "--budget", "quick", "--threads", "1", "--no-report"]
+    # 300 samples: two units of 150 (one batch is one unit), one per rank.
+    args = ["scan", model, "--samples", "300", "--budget", "quick", "--threads", "1", "--no-report"]
     two = _torchrun("-m", "auditkit.cli", *args, "--out", str(tmp_path / "two"), timeout=400)
     assert two.returncode == 0, two.stderr[-3000:]
     one = run_cli(*args, "--out", str(tmp_path / "one"), "--quiet", timeout=400)
@@ -272,4 +277,4 @@ def test_torchrun_scan_writes_the_single_process_results(tmp_path: Path) -> None
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["card.json", "results.json"]
     assert two.stdout.count("verdict:") == 1
     robustness = b["sections"]["robustness"]["data"]["threat_models"]["linf"]
-    assert len(robustness["records"]["index"]) == 32
+    assert len(robustness["records"]["index"]) == 300
