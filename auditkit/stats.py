@@ -33,7 +33,7 @@ def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[f
     return (float(lo), float(hi))
 
 
-RESAMPLE_CHUNK_VALUES = 1 << 22  # resample counts held at once (n_boot x n), 32 MB of float64
+RESAMPLE_CHUNK_VALUES = 1 << 20  # resample counts held at once (n_boot x n): 8 MB of float64, ~8 temporaries
 
 
 def resample_counts(n: int, seed: int, n_boot: int) -> Iterator[np.ndarray]:

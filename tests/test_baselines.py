@@ -367,6 +367,18 @@ def test_permutation_importance_does_not_depend_on_chunking() -> None:
         permutation_importances(model, x, y, None, n_repeats=0, seed=0)
 
 
+
+def test_permutation_rows_shrink_for_wide_inputs() -> None:
+    from auditkit.baselines.check import PERM_MIN_ROWS, PERM_ROWS, permutation_rows
+
+    assert permutation_rows(64, "standard") == PERM_ROWS["standard"]  # digits: every row allowed
+    assert permutation_rows(30, "thorough") == PERM_ROWS["thorough"]  # fraud's features
+    wide = permutation_rows(3 * 16 * 16, "standard")
+    assert PERM_MIN_ROWS < wide < PERM_ROWS["standard"] and wide * 768 * 3 <= 200_000
+    assert permutation_rows(1024, "quick") < permutation_rows(1024, "standard") < permutation_rows(1024, "thorough")
+    assert permutation_rows(10**6, "standard") == PERM_MIN_ROWS
+
+
 # ----------------------------------------------------------------------------- the check in a scan
 
 

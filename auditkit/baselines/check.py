@@ -76,6 +76,13 @@ DUMMY = "dummy-prior"
 ROBUST_SAMPLES = {"quick": 32, "standard": 64, "thorough": 128}
 PERM_REPEATS = {"quick": 1, "standard": 3, "thorough": 5}
 PERM_ROWS = {"quick": 200, "standard": 1000, "thorough": 2000}
+# Rows x input elements x repeats each baseline predicts for its permutation importance, at most:
+# fewer rows for wide inputs. The gradient-boosted baseline predicts ~15,000 rows/s on one core
+# (1,000 trees on digits), so a 16x16x3 image with 1,000 rows took 70 s of a 190 s scan; with
+# this cap, 86 rows (never fewer than PERM_MIN_ROWS). Digits (64 elements) and fraud (30) keep
+# every row PERM_ROWS allows.
+PERM_PREDICTIONS = {"quick": 50_000, "standard": 200_000, "thorough": 1_000_000}
+PERM_MIN_ROWS = 50
 # Permutation importance costs one predict per input element and repeat: images with more
 # elements than this (CIFAR's 3,072) get coefficient importance only.
 PERM_MAX_FEATURES = 1024
@@ -378,11 +385,20 @@ def _network_attributions(ctx: ScanContext) -> tuple[str, torch.Tensor, np.ndarr
     return method, attr.detach().cpu(), inputs["x"].cpu().numpy()
 
 
+def permutation_rows(width: int, budget: str) -> int:
+    """Test rows for permutation importance on inputs of ``width`` elements: ``PERM_ROWS``,
+    fewer where ``rows x width x repeats`` would pass ``PERM_PREDICTIONS``, at least
+    ``PERM_MIN_ROWS``."""
+    fit = PERM_PREDICTIONS[budget] // max(1, width * PERM_REPEATS[budget])
+    return min(PERM_ROWS[budget], max(PERM_MIN_ROWS, fit))
+
+
 def _interpretability(ctx: ScanContext, fitted: dict[str, FittedBaseline],
                       models: dict[str, dict[str, Any]]) -> dict[str, Any]:
     card, data, cfg = ctx.model.card, ctx.data, ctx.config
     net = _network_attributions(ctx)
-    rows = _test_rows(ctx, PERM_ROWS[cfg.budget], "baselines-importance", eval_samples=False)
+    n_rows = permutation_rows(int(np.prod(data.x_test.shape[1:])), cfg.budget)
+    rows = _test_rows(ctx, n_rows, "baselines-importance", eval_samples=False)
     setup: dict[str, Any] = {"rows": len(rows), "network_method": net[0] if net else None}
     for name in fitted:
         if name == DUMMY:
