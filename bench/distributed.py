@@ -1,7 +1,7 @@
 """Distributed scan benchmark: the same scan on 1 process and under torchrun on N (gloo, CPU).
 
     .venv/bin/python bench/distributed.py [--model cnn-digits] [--budget standard]
-                                          [--only robustness] [--samples 128] [--nproc 2]
+                                          [--only robustness] [--samples 450] [--nproc 2]
                                           [--rounds 1]
 
 Each run is a subprocess of the real CLI (``auditkit.cli scan``), ``--threads 1`` per process
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--model", default="cnn-digits")
     parser.add_argument("--budget", default="standard")
     parser.add_argument("--only", default="robustness")
-    parser.add_argument("--samples", type=int, default=128)
+    parser.add_argument("--samples", type=int, default=450)  # two units (docs/distributed.md)
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1)
     opts = parser.parse_args()
