@@ -148,10 +148,9 @@ def unit_size(n: int, batch_size: int = 256) -> int:
     Why units as large as a batch: every unit pays the ensemble's per-iteration work (the near
     runs' 100-1,000 iterations at each radius) on a small batch, so the cost grows with the
     number of units, not only with the samples. A standard Linf ensemble on 450 cnn-digits
-    samples took 107 s in 8 units of 57, 84 s in 4 of at most 128, 61 s in 2 of 225 and 57 s in
-    one,
-    with the same robust accuracy (bench/README.md). The price is granularity: a scan of at
-    most one batch of samples runs on one rank, whatever the number of processes.
+    samples took 107 s in 8 units of 57, 84 s in 4 of at most 128, 61 s in 2 of 225 and 57 s
+    in one, with the same robust accuracy (bench/README.md). The price is granularity: a scan
+    of at most one batch of samples runs on one rank, whatever the number of processes.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

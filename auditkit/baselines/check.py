@@ -83,8 +83,8 @@ PERM_ROWS = {"quick": 200, "standard": 1000, "thorough": 2000}
 # every row PERM_ROWS allows.
 PERM_PREDICTIONS = {"quick": 50_000, "standard": 200_000, "thorough": 1_000_000}
 PERM_MIN_ROWS = 50
-# Permutation importance costs one predict per input element and repeat: images with more
-# elements than this (CIFAR's 3,072) get coefficient importance only.
+# Permutation importance predicts every row once per input element and repeat: images with
+# more elements than this (CIFAR's 3,072) get coefficient importance only.
 PERM_MAX_FEATURES = 1024
 MAX_TRAIN = {"quick": 50_000, "standard": 50_000, "thorough": None}
 APGD_ITERS = {"quick": 20, "standard": 50, "thorough": 100}
@@ -407,7 +407,8 @@ def _interpretability(ctx: ScanContext, fitted: dict[str, FittedBaseline],
         _interpret_text(ctx, fitted, models, net, rows)
         setup["baseline_method"] = "word occlusion: accuracy drop when a word is replaced by the unknown token"
         return setup
-    setup["baseline_method"] = (f"permutation importance (shuffle one column, mean score drop), {PERM_REPEATS[cfg.budget]} repeats, scored by "
+    setup["baseline_method"] = (f"permutation importance (shuffle one column, mean score drop), "
+                                f"{PERM_REPEATS[cfg.budget]} repeats, scored by "
                                 f"{'PR-AUC' if card.positive_index is not None else 'accuracy'}")
     x = data.x_test[rows].reshape(len(rows), -1)
     y = data.y_test[rows]
