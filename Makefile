@@ -61,14 +61,18 @@ zoo: install
 reports: install
 	printf '%s\n' $(ZOO) | xargs -P $(JOBS) -I{} sh -c \
 	  'extra=""; [ {} = cnn-digits ] && extra="--defense $(DEFENSES)"; \
-	   $(AUDIT) scan zoo/{}/model.pt --out reports/{} $(REPORT_FLAGS) $$extra'
+	   out=$$($(AUDIT) scan zoo/{}/model.pt --out reports/{} $(REPORT_FLAGS) $$extra 2>&1); rc=$$?; \
+	   printf "%s\n" "$$out" | sed "s|^|{}: |"; exit $$rc'
 
 # Dogfood the gate: scan every zoo model as `make reports` does and gate it with the committed
 # policy against the committed results (paired regression test on the per-sample records).
+# Each model's output is held until its scan ends and printed at once, every line prefixed with
+# the model's name: side by side, the lines would interleave and not say whose they are.
 gate-zoo: install
-	printf '%s\n' $(ZOO_GATE) | xargs -P $(JOBS) -I{} \
-	  $(AUDIT) scan zoo/{}/model.pt --out out/gate/{} $(REPORT_FLAGS) --no-report \
-	    --gate --policy auditkit.toml --baseline reports/{}/results.json
+	printf '%s\n' $(ZOO_GATE) | xargs -P $(JOBS) -I{} sh -c \
+	  'out=$$($(AUDIT) scan zoo/{}/model.pt --out out/gate/{} $(REPORT_FLAGS) --no-report \
+	     --gate --policy auditkit.toml --baseline reports/{}/results.json 2>&1); rc=$$?; \
+	   printf "%s\n" "$$out" | sed "s|^|{}: |"; exit $$rc'
 
 bench: install
 	$(PY) bench/scan.py --threads 1
