@@ -19,7 +19,6 @@ torch.set_num_threads(1)
 EPS = 0.05  # moves the margin below by at most 16 * EPS = 0.8
 
 
-
 def two_kinds() -> tuple[nn.Module, Tensor, Tensor, Tensor]:
     """A 2-class linear model (margin ``z_1 - z_0 = sum(x) - 13.2`` on 16 features) and 6 inputs,
     4 hopeless: clean margin -10, of which an eps-ball closes at most 8%; the other 2 start at

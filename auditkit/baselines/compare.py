@@ -377,13 +377,17 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(spearmanr(a, b).statistic)
 
 
-def _score(pipeline: Any, x: np.ndarray, y: np.ndarray, positive_index: int | None) -> float:
-    """The permutation-importance score of ``pipeline`` on ``x`` ``[N, D]``: PR-AUC of the
-    positive class where there is one (accuracy barely moves on imbalanced data), else accuracy."""
+def _scores(pipeline: Any, copies: np.ndarray, y: np.ndarray, positive_index: int | None) -> np.ndarray:
+    """The permutation-importance score of ``pipeline`` on each of ``copies`` ``[K, N, D]`` (one
+    predict call for all): PR-AUC of the positive class where there is one (accuracy barely
+    moves on imbalanced data), else accuracy. Returns ``[K]`` float64."""
+    k, n, d = copies.shape
+    flat = copies.reshape(-1, d)
     if positive_index is None:
-        return float((pipeline.predict(x) == y).mean())
+        return (pipeline.predict(flat).reshape(k, n) == y).mean(1).astype(np.float64)
     col = list(pipeline.classes_).index(positive_index)
-    return float(average_precision_score(y == positive_index, pipeline.predict_proba(x)[:, col]))
+    p = pipeline.predict_proba(flat)[:, col].reshape(k, n)
+    return np.array([average_precision_score(y == positive_index, row) for row in p], np.float64)
 
 
 PERMUTATION_CHUNK_VALUES = 1 << 22  # input values per batched predict call (32 MB of float64)
@@ -408,7 +412,7 @@ def permutation_importances(pipeline: Any, x: np.ndarray, y: np.ndarray, positiv
     n, d = x.shape
     if n_repeats < 1:
         raise ValueError(f"n_repeats must be >= 1, got {n_repeats}")
-    reference = _score(pipeline, x, y, positive_index)
+    reference = _scores(pipeline, x[None], y, positive_index)[0]
     importances = np.zeros(d)
     per_call = max(1, chunk_values // max(1, n * d * n_repeats))  # columns per predict call
     for start in range(0, d, per_call):
@@ -418,14 +422,7 @@ def permutation_importances(pipeline: Any, x: np.ndarray, y: np.ndarray, positiv
             rng = np.random.default_rng((seed, j))
             for r in range(n_repeats):
                 copies[c * n_repeats + r, :, j] = x[rng.permutation(n), j]
-        flat = copies.reshape(-1, d)
-        if positive_index is None:
-            hits = (pipeline.predict(flat).reshape(len(copies), n) == y).mean(1)
-            scores = hits.astype(np.float64)
-        else:
-            col = list(pipeline.classes_).index(positive_index)
-            p = pipeline.predict_proba(flat)[:, col].reshape(len(copies), n)
-            scores = np.array([average_precision_score(y == positive_index, row) for row in p])
+        scores = _scores(pipeline, copies, y, positive_index)
         importances[start : start + len(cols)] = reference - scores.reshape(len(cols), n_repeats).mean(1)
     return importances
 
