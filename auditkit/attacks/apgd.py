@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from auditkit.attacks.common import (
     AttackOutput,
+    check_discard_after,
     check_inputs,
     check_labels,
     check_norm,
@@ -303,12 +304,7 @@ def _starts(proj: _Projector, x: Tensor, x_init: Tensor | None, gen: torch.Gener
 
 
 def _check_discard(discard_after: int | None, n_iter: int, eot_iter: int) -> int | None:
-    if discard_after is None:
-        return None
-    check_positive_int("discard_after", discard_after)
-    if discard_after >= n_iter:
-        raise ValueError(f"discard_after must be below n_iter ({n_iter}), got {discard_after}")
-    if eot_iter > 1:
+    if check_discard_after(discard_after, "n_iter", n_iter) is not None and eot_iter > 1:
         # Margins of a randomised model are noisy single forwards: no rule on them.
         raise ValueError("discard_after needs a deterministic model (eot_iter 1)")
     return discard_after

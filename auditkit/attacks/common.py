@@ -309,3 +309,15 @@ def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def check_discard_after(discard_after: int | None, length_name: str, length: int) -> int | None:
+    """``discard_after`` (APGD's and Square's early discarding) if it is None or an int in
+    ``[1, length)``, ``length`` being the run's ``length_name`` (iterations, queries); else raise
+    ValueError."""
+    if discard_after is None:
+        return None
+    check_positive_int("discard_after", discard_after)
+    if discard_after >= length:
+        raise ValueError(f"discard_after must be below {length_name} ({length}), got {discard_after}")
+    return discard_after

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from auditkit.attacks.common import (
     AttackOutput,
+    check_discard_after,
     check_inputs,
     check_labels,
     check_norm,
@@ -229,12 +230,8 @@ class SquareAttack:
         check_positive_int("seed", seed, minimum=0)
         if not isinstance(p_init, (int, float)) or not 0.0 < float(p_init) <= 1.0:
             raise ValueError(f"p_init must be in (0, 1], got {p_init!r}")
-        if discard_after is not None:
-            check_positive_int("discard_after", discard_after)
-            if discard_after >= n_queries:
-                raise ValueError(f"discard_after must be below n_queries ({n_queries}), got {discard_after}")
         self.n_queries, self.p_init, self.n_restarts, self.seed = n_queries, float(p_init), n_restarts, seed
-        self.discard_after = discard_after
+        self.discard_after = check_discard_after(discard_after, "n_queries", n_queries)
 
     def run(
         self, model: nn.Module, x: Tensor, y: Tensor, eps: float, bounds: tuple[float, float] = (0.0, 1.0),
