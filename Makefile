@@ -16,6 +16,10 @@ REPORT_FLAGS := --budget standard --samples 128 --seed 0 --threads 1 --quiet
 # may use (at most 8), each on one thread: the results do not depend on it, and xargs fails the
 # recipe (exit 123) when any scan fails. JOBS=1 runs them one after the other.
 JOBS ?= $(shell $(PYTHON) -c "import os; print(max(1, min(8, len(os.sched_getaffinity(0)))))")
+# Ends such a side-by-side scan (`out=$$(scan ... 2>&1);` before it): its output is printed at
+# once, every line prefixed with the model's name (side by side, the lines would interleave and
+# not say whose they are), and its exit status kept.
+PRINT_PREFIXED = rc=$$?; printf "%s\n" "$$out" | sed "s|^|{}: |"; exit $$rc
 # The CI gate: today the four base models and the adversarially trained CNN (its robust accuracy
 # is what it is for; its scan is the longest of the gate). fraud-mlp-at's figures are in reports/.
 DEFENSES := squeeze-bits,median-filter,defense-gan,smoothing,adversarial-training=zoo/cnn-digits-at/model.pt
@@ -61,18 +65,14 @@ zoo: install
 reports: install
 	printf '%s\n' $(ZOO) | xargs -P $(JOBS) -I{} sh -c \
 	  'extra=""; [ {} = cnn-digits ] && extra="--defense $(DEFENSES)"; \
-	   out=$$($(AUDIT) scan zoo/{}/model.pt --out reports/{} $(REPORT_FLAGS) $$extra 2>&1); rc=$$?; \
-	   printf "%s\n" "$$out" | sed "s|^|{}: |"; exit $$rc'
+	   out=$$($(AUDIT) scan zoo/{}/model.pt --out reports/{} $(REPORT_FLAGS) $$extra 2>&1); $(PRINT_PREFIXED)'
 
 # Dogfood the gate: scan every zoo model as `make reports` does and gate it with the committed
 # policy against the committed results (paired regression test on the per-sample records).
-# Each model's output is held until its scan ends and printed at once, every line prefixed with
-# the model's name: side by side, the lines would interleave and not say whose they are.
 gate-zoo: install
 	printf '%s\n' $(ZOO_GATE) | xargs -P $(JOBS) -I{} sh -c \
 	  'out=$$($(AUDIT) scan zoo/{}/model.pt --out out/gate/{} $(REPORT_FLAGS) --no-report \
-	     --gate --policy auditkit.toml --baseline reports/{}/results.json 2>&1); rc=$$?; \
-	   printf "%s\n" "$$out" | sed "s|^|{}: |"; exit $$rc'
+	     --gate --policy auditkit.toml --baseline reports/{}/results.json 2>&1); $(PRINT_PREFIXED)'
 
 bench: install
 	$(PY) bench/scan.py --threads 1
