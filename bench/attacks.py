@@ -27,6 +27,11 @@ Models and inputs (the first ``--samples`` test samples):
 * ``fraud-mlp``: the model composed with ``x = lo + u * (hi - lo)`` (the card's feature ranges,
   ``bench/libraries.py``'s ``UnitModel``), inputs ``u`` in [0, 1]^F, fraud and legit rows
   alternating; grid 0.01, 0.02, 0.05, 0.1 in that unit; headline 0.05.
+* ``cnn-digits-masked``: cnn-digits behind an input quantiser (inputs rounded to multiples of
+  1/16 with no straight-through gradient: every input gradient is zero), the planted gradient
+  masking of tests/test_masking.py. The digits are multiples of 1/16 already, so the clean
+  predictions are cnn-digits'. Not in the default list: it measures strength where only
+  black-box search works (AutoAttack's Square), not cost.
 * ``resnet16``: a 16x16x3 BatchNorm ResNet the benchmark trains itself (``bench/resnet.py``,
   about ten seconds; a model the zoo does not know), its card's Linf grid; headline eps 0.02.
 
@@ -112,6 +117,10 @@ def load_case(name: str, samples: int) -> Case:
     from auditkit.data import load_data
     from auditkit.loading import load_model
 
+    if name == "cnn-digits-masked":
+        c = load_case("cnn-digits", samples)
+        return Case(name, InputQuantiser(c.model).eval(), c.x, c.y, c.bounds, c.grid, c.headline, c.num_classes,
+                    "cnn-digits behind an input quantiser (zero input gradients)")
     if name in ("cnn-digits", "cnn-digits-at"):
         loaded = load_model(str(ROOT / "zoo" / name / "model.pt"))
         data = load_data("digits")
@@ -135,7 +144,19 @@ def load_case(name: str, samples: int) -> Case:
                     torch.from_numpy(data["y_test"][:samples]).long(), (0.0, 1.0),
                     [float(e) for e in loaded.card.epsilons["linf"] if e > 0], 0.02, loaded.card.num_classes,
                     f"bench/resnet.py, test accuracy {spec.test_accuracy:.3f}")
-    raise SystemExit(f"unknown model {name!r}: use cnn-digits, cnn-digits-at, fraud-mlp, resnet16")
+    raise SystemExit(f"unknown model {name!r}: use cnn-digits, cnn-digits-at, cnn-digits-masked, fraud-mlp, resnet16")
+
+
+class InputQuantiser(nn.Module):
+    """``model(round(16 x) / 16)``: no straight-through estimator, so the input gradient is zero
+    everywhere (planted gradient masking)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(torch.round(x * 16) / 16)
 
 
 @contextlib.contextmanager
