@@ -367,7 +367,6 @@ def test_permutation_importance_does_not_depend_on_chunking() -> None:
         permutation_importances(model, x, y, None, n_repeats=0, seed=0)
 
 
-
 def test_permutation_rows_shrink_for_wide_inputs() -> None:
     from auditkit.baselines.check import PERM_MIN_ROWS, PERM_ROWS, permutation_rows
 
